@@ -1,0 +1,43 @@
+// Caller-error checks shared by the CPU and CUDA registrations: messages carry the evidence.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <c10/util/Optional.h>
+
+namespace romp_fast {
+
+// pred, target: [B, N, 3] float32/float64 on one device; weight: [B, N] of pred's dtype.
+inline void check_point_sets(const char* op, const at::Tensor& pred, const at::Tensor& target,
+                             const c10::optional<at::Tensor>& weight) {
+  TORCH_CHECK(pred.dim() == 3 && pred.size(2) == 3, op, ": pred must be [B, N, 3], got ",
+              pred.sizes());
+  TORCH_CHECK(target.sizes() == pred.sizes(), op, ": target must match pred ", pred.sizes(),
+              ", got ", target.sizes());
+  TORCH_CHECK(pred.scalar_type() == at::kFloat || pred.scalar_type() == at::kDouble, op,
+              ": pred must be float32 or float64, got ", pred.scalar_type());
+  TORCH_CHECK(target.scalar_type() == pred.scalar_type(), op, ": target dtype ",
+              target.scalar_type(), " differs from pred dtype ", pred.scalar_type());
+  TORCH_CHECK(target.device() == pred.device(), op, ": target is on ", target.device(),
+              " but pred is on ", pred.device());
+  if (weight.has_value()) {
+    const at::Tensor& w = *weight;
+    TORCH_CHECK(w.dim() == 2 && w.size(0) == pred.size(0) && w.size(1) == pred.size(1), op,
+                ": weight must be [B, N] = [", pred.size(0), ", ", pred.size(1), "], got ",
+                w.sizes());
+    TORCH_CHECK(w.scalar_type() == pred.scalar_type(), op, ": weight dtype ", w.scalar_type(),
+                " differs from pred dtype ", pred.scalar_type());
+    TORCH_CHECK(w.device() == pred.device(), op, ": weight is on ", w.device(),
+                " but pred is on ", pred.device());
+  }
+}
+
+inline void check_grad(const char* op, const at::Tensor& grad, at::IntArrayRef expected,
+                       const at::Tensor& pred) {
+  TORCH_CHECK(grad.sizes() == expected, op, ": grad must be ", expected, ", got ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == pred.scalar_type() && grad.device() == pred.device(), op,
+              ": grad must be ", pred.scalar_type(), " on ", pred.device(), ", got ",
+              grad.scalar_type(), " on ", grad.device());
+}
+
+}  // namespace romp_fast

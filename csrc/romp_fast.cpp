@@ -1,0 +1,51 @@
+// The extension module romp_fast._C: every op schema (one TORCH_LIBRARY block) and the build facts.
+// The ops are reached through torch.ops.romp_fast; importing _C runs the registrations.
+#include <ATen/Parallel.h>
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(romp_fast, m) {
+  // Procrustes (romp_fast/ops/procrustes.py): pred, target [B, N, 3]; weight [B, N] of pred's dtype.
+  m.def("similarity_transform(Tensor pred, Tensor target, Tensor? weight) -> (Tensor, Tensor, Tensor)");
+  m.def("procrustes_align(Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+  m.def("_procrustes_align_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+  m.def("pa_mpjpe(Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+  m.def("_pa_mpjpe_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+}
+
+namespace {
+
+const char* simd_level() {
+#if defined(__AVX512F__)
+  return "AVX512";
+#elif defined(__AVX2__)
+  return "AVX2";
+#elif defined(__AVX__)
+  return "AVX";
+#elif defined(__SSE4_2__)
+  return "SSE4.2";
+#elif defined(__ARM_NEON)
+  return "NEON";
+#else
+  return "scalar";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "romp_fast native kernels (ops registered under torch.ops.romp_fast)";
+#ifdef ROMP_FAST_CUDA_VERSION
+  m.attr("cuda_version") = ROMP_FAST_CUDA_VERSION;
+#else
+  m.attr("cuda_version") = pybind11::none();
+#endif
+  m.attr("simd") = simd_level();
+#ifdef NDEBUG
+  m.attr("debug") = false;
+#else
+  m.attr("debug") = true;
+#endif
+  m.def("num_threads", [] { return at::get_num_threads(); },
+        "threads at::parallel_for uses in the CPU kernels (torch.set_num_threads)");
+}
