@@ -34,6 +34,9 @@
 
 #ifdef __CUDACC__
 #define RF_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Forced inlining lets the CPU file's per-ISA clones (target_clones) compile all of this for AVX2.
+#define RF_HD inline __attribute__((always_inline))
 #else
 #define RF_HD inline
 #endif
@@ -128,39 +131,50 @@ RF_HD double quad_form4(const double* N, const double* q) {
   return r;
 }
 
-// Cofactor C_ij of the symmetric 4x4 matrix A (rows/cols i, j removed, with sign).
-RF_HD double cofactor4(const double* A, int i, int j) {
-  int r[3], c[3];
-  for (int k = 0, a = 0, b = 0; k < 4; ++k) {
-    if (k != i) r[a++] = k;
-    if (k != j) c[b++] = k;
-  }
-  const double m = det3(A[4 * r[0] + c[0]], A[4 * r[0] + c[1]], A[4 * r[0] + c[2]],
-                        A[4 * r[1] + c[0]], A[4 * r[1] + c[1]], A[4 * r[1] + c[2]],
-                        A[4 * r[2] + c[0]], A[4 * r[2] + c[1]], A[4 * r[2] + c[2]]);
-  return ((i + j) & 1) ? -m : m;
+// Full adjugate of a 4x4 matrix via 2x2 minors (Laplace expansion by complementary minors); returns det.
+RF_HD double adjugate4(const double* a, double* b) {
+  const double s0 = a[0] * a[5] - a[4] * a[1], s1 = a[0] * a[6] - a[4] * a[2],
+               s2 = a[0] * a[7] - a[4] * a[3], s3 = a[1] * a[6] - a[5] * a[2],
+               s4 = a[1] * a[7] - a[5] * a[3], s5 = a[2] * a[7] - a[6] * a[3];
+  const double c5 = a[10] * a[15] - a[14] * a[11], c4 = a[9] * a[15] - a[13] * a[11],
+               c3 = a[9] * a[14] - a[13] * a[10], c2 = a[8] * a[15] - a[12] * a[11],
+               c1 = a[8] * a[14] - a[12] * a[10], c0 = a[8] * a[13] - a[12] * a[9];
+  b[0] = a[5] * c5 - a[6] * c4 + a[7] * c3;
+  b[1] = -a[1] * c5 + a[2] * c4 - a[3] * c3;
+  b[2] = a[13] * s5 - a[14] * s4 + a[15] * s3;
+  b[3] = -a[9] * s5 + a[10] * s4 - a[11] * s3;
+  b[4] = -a[4] * c5 + a[6] * c2 - a[7] * c1;
+  b[5] = a[0] * c5 - a[2] * c2 + a[3] * c1;
+  b[6] = -a[12] * s5 + a[14] * s2 - a[15] * s1;
+  b[7] = a[8] * s5 - a[10] * s2 + a[11] * s1;
+  b[8] = a[4] * c4 - a[5] * c2 + a[7] * c0;
+  b[9] = -a[0] * c4 + a[1] * c2 - a[3] * c0;
+  b[10] = a[12] * s4 - a[13] * s2 + a[15] * s0;
+  b[11] = -a[8] * s4 + a[9] * s2 - a[11] * s0;
+  b[12] = -a[4] * c3 + a[5] * c1 - a[6] * c0;
+  b[13] = a[0] * c3 - a[1] * c1 + a[2] * c0;
+  b[14] = -a[12] * s3 + a[13] * s1 - a[14] * s0;
+  b[15] = a[8] * s3 - a[9] * s1 + a[10] * s0;
+  return s0 * c5 - s1 * c4 + s2 * c3 + s3 * c2 - s4 * c1 + s5 * c0;
 }
 
-// Eigenvector of eigenvalue lam from adj(N - lam I); false when the column is too small to trust.
-RF_HD bool adjugate_vector(const double* N, double lam, double tol, double* q) {
-  double A[16];
+// Eigenvector of eigenvalue lam from adj(N - lam I) = prod_{i != top}(lam_i - lam) q q^T (for a
+// simple lam); takes the column with the largest diagonal entry. Returns that entry's magnitude
+// (0 when the column is unusable), which measures how well separated lam is.
+RF_HD double adjugate_vector(const double* N, double lam, double* q) {
+  double A[16], C[16];
   for (int i = 0; i < 16; ++i) A[i] = N[i];
   for (int i = 0; i < 4; ++i) A[5 * i] -= lam;
+  adjugate4(A, C);
   int best = 0;
-  double cbest = -1;
-  for (int j = 0; j < 4; ++j) {
-    const double c = fabs(cofactor4(A, j, j));
-    if (c > cbest) cbest = c, best = j;
-  }
-  if (!(cbest >= tol)) return false;
+  for (int j = 1; j < 4; ++j)
+    if (fabs(C[5 * j]) > fabs(C[5 * best])) best = j;
   double nrm = 0;
-  for (int i = 0; i < 4; ++i) {
-    q[i] = cofactor4(A, i, best);
-    nrm += q[i] * q[i];
-  }
-  nrm = sqrt(nrm);
-  for (int i = 0; i < 4; ++i) q[i] /= nrm;
-  return true;
+  for (int i = 0; i < 4; ++i) nrm += C[4 * i + best] * C[4 * i + best];
+  if (!(nrm > 0)) return 0;
+  nrm = 1 / sqrt(nrm);
+  for (int i = 0; i < 4; ++i) q[i] = C[4 * i + best] * nrm;
+  return fabs(C[5 * best]);
 }
 
 // Cyclic Jacobi on a symmetric 4x4; writes the eigenvector of the largest eigenvalue (lowest index
@@ -210,27 +224,31 @@ RF_HD void jacobi_top_vector(const double* N, double* q) {
 // Rotation part: fills f.N, f.q, f.lam, f.R from K (f.vx > 0 assumed).
 RF_HD void solve_rotation(const double* K, Fit& f) {
   horn_matrix(K, f.N);
+  const double* N = f.N;
   double fro2 = 0;
   for (int i = 0; i < 9; ++i) fro2 += K[i] * K[i];
   const double c2 = -2 * fro2;
   const double c1 = -8 * det3(K[0], K[1], K[2], K[3], K[4], K[5], K[6], K[7], K[8]);
-  const double* N = f.N;
-  // det N by cofactor expansion along the first row.
-  const double c0 = N[0] * cofactor4(N, 0, 0) + N[1] * cofactor4(N, 0, 1) +
-                    N[2] * cofactor4(N, 0, 2) + N[3] * cofactor4(N, 0, 3);
-  double lam = sqrt(3 * fro2);
+  double scratch[16];
+  const double c0 = adjugate4(N, scratch);
+  // Two upper bounds of lambda_max = sum of signed singular values: sqrt(3)|K|_F, and
+  // sqrt(vx vy) (Cauchy-Schwarz), which is tight for a good fit and saves Newton steps.
+  double lam = fmin(sqrt(3 * fro2), sqrt(f.vx * f.vy));
   for (int it = 0; it < 64; ++it) {
     const double p = ((lam * lam + c2) * lam + c1) * lam + c0;
     const double dp = (4 * lam * lam + 2 * c2) * lam + c1;
     if (!(dp > 0)) break;
     const double step = p / dp;
     lam -= step;
-    if (!(fabs(step) > 1e-15 * fabs(lam))) break;
+    // Quadratic convergence: after a step of 1e-8 lam the remaining error is ~1e-16 lam^2 / gap.
+    if (!(fabs(step) > 1e-8 * fabs(lam))) break;
   }
-  const double tol = kAdjRel * fro2 * sqrt(fro2);
-  bool ok = fro2 > 0 && adjugate_vector(N, lam, tol, f.q);
-  if (ok) ok = adjugate_vector(N, quad_form4(N, f.q), tol, f.q);
-  if (!ok) jacobi_top_vector(N, f.q);
+  const double fro3 = fro2 * sqrt(fro2);
+  double sep = adjugate_vector(N, lam, f.q);
+  // Poorly separated top eigenvalue: Newton's lambda is less accurate, so refine once with the
+  // Rayleigh quotient of the first vector (its error is quadratic in the vector's error).
+  if (sep < 0.1 * fro3 && sep >= kAdjRel * fro3) sep = adjugate_vector(N, quad_form4(N, f.q), f.q);
+  if (!(sep >= kAdjRel * fro3) || !(fro2 > 0)) jacobi_top_vector(N, f.q);
   f.lam = quad_form4(N, f.q);
   quat_to_rot(f.q, f.R);
 }
@@ -240,40 +258,89 @@ RF_HD void set_identity(Fit& f) {
   f.q[0] = 1, f.q[1] = f.q[2] = f.q[3] = 0;
 }
 
+// One pass over the points accumulates shifted moments: with x0, y0 a point of the sample (the
+// first one when finite, else the origin), sums of (x - x0), (y - y0) and their products lose no
+// digits to a far-from-origin cloud, and K = Sxy - Sx Sy^T / W etc. recover the centred moments.
+struct Moments {
+  double W, bad, sx[3], sy[3], sxy[9], sxx, syy;
+};
+
+#if defined(__CUDACC__)
+#define RF_SIMD_REDUCE(...)
+#else
+// Lets the compiler vectorise the point loops (FP reductions need explicit permission to reorder).
+#define RF_SIMD_REDUCE(...) _Pragma(RF_STR(omp simd reduction(+ : __VA_ARGS__)))
+#define RF_STR(x) #x
+#endif
+
+template <bool HasWeight, class G, typename T>
+RF_HD void accumulate(const G& g, const Sample<T>& p, const double* o, Moments& m) {
+  const double x0 = o[0], x1 = o[1], x2 = o[2], y0 = o[3], y1 = o[4], y2 = o[5];
+  double W = 0, bad = 0, sx0 = 0, sx1 = 0, sx2 = 0, sy0 = 0, sy1 = 0, sy2 = 0, k0 = 0, k1 = 0,
+         k2 = 0, k3 = 0, k4 = 0, k5 = 0, k6 = 0, k7 = 0, k8 = 0, sxx = 0, syy = 0;
+  const T* x = p.x;
+  const T* y = p.y;
+  const int64_t n = p.n;
+  const int64_t lane = g.lane();
+  RF_SIMD_REDUCE(W, bad, sx0, sx1, sx2, sy0, sy1, sy2, k0, k1, k2, k3, k4, k5, k6, k7, k8, sxx, syy)
+  for (int64_t i = lane; i < n; i += G::size) {
+    double w = 1, a0 = x[3 * i] - x0, a1 = x[3 * i + 1] - x1, a2 = x[3 * i + 2] - x2,
+           b0 = y[3 * i] - y0, b1 = y[3 * i + 1] - y1, b2 = y[3 * i + 2] - y2;
+    if (HasWeight) {  // selects, not branches: a masked point contributes exact zeros, even if NaN
+      const double wi = p.w[i];
+      bad += (wi >= 0) ? 0.0 : 1.0;
+      const bool use = wi > 0;
+      w = use ? wi : 0.0;
+      a0 = use ? a0 : 0.0, a1 = use ? a1 : 0.0, a2 = use ? a2 : 0.0;
+      b0 = use ? b0 : 0.0, b1 = use ? b1 : 0.0, b2 = use ? b2 : 0.0;
+    }
+    const double wa0 = w * a0, wa1 = w * a1, wa2 = w * a2;
+    W += w;
+    sx0 += wa0, sx1 += wa1, sx2 += wa2;
+    sy0 += w * b0, sy1 += w * b1, sy2 += w * b2;
+    k0 += wa0 * b0, k1 += wa0 * b1, k2 += wa0 * b2;
+    k3 += wa1 * b0, k4 += wa1 * b1, k5 += wa1 * b2;
+    k6 += wa2 * b0, k7 += wa2 * b1, k8 += wa2 * b2;
+    sxx += wa0 * a0 + wa1 * a1 + wa2 * a2;
+    syy += w * (b0 * b0 + b1 * b1 + b2 * b2);
+  }
+  const double v[19] = {W, bad, sx0, sx1, sx2, sy0, sy1, sy2, k0, k1, k2, k3, k4, k5, k6, k7, k8, sxx, syy};
+  m.W = g.sum(v[0]), m.bad = g.sum(v[1]);
+  for (int d = 0; d < 3; ++d) m.sx[d] = g.sum(v[2 + d]), m.sy[d] = g.sum(v[5 + d]);
+  for (int i = 0; i < 9; ++i) m.sxy[i] = g.sum(v[8 + i]);
+  m.sxx = g.sum(v[17]), m.syy = g.sum(v[18]);
+}
+
 // Fits the transform of one sample. Every lane of the group ends with the same Fit.
 template <class G, typename T>
 RF_HD void fit(const G& g, const Sample<T>& p, Fit& f) {
-  double W = 0, bad = 0, sx[3] = {0, 0, 0}, sy[3] = {0, 0, 0};
-  for (int64_t i = g.lane(); i < p.n; i += G::size) {
-    const double w = p.weight(i);
-    if (!(w >= 0)) bad += 1;
-    if (w > 0) {
-      W += w;
-      for (int d = 0; d < 3; ++d) sx[d] += w * p.x[3 * i + d], sy[d] += w * p.y[3 * i + d];
-    }
+  double o[6] = {0, 0, 0, 0, 0, 0};  // shift x0, y0
+  if (p.n > 0) {
+    for (int d = 0; d < 3; ++d) o[d] = p.x[d], o[3 + d] = p.y[d];
+    if (!(fabs(o[0]) + fabs(o[1]) + fabs(o[2]) + fabs(o[3]) + fabs(o[4]) + fabs(o[5]) <=
+          1.7976931348623157e308))
+      o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = 0;
   }
-  W = g.sum(W);
-  bad = g.sum(bad);
-  for (int d = 0; d < 3; ++d) sx[d] = g.sum(sx[d]), sy[d] = g.sum(sy[d]);
-  for (int d = 0; d < 3; ++d) {
-    f.mx[d] = W > 0 ? sx[d] / W : 0.0;
-    f.my[d] = W > 0 ? sy[d] / W : 0.0;
+  const double* x0 = o;
+  const double* y0 = o + 3;
+  Moments m;
+  if (p.w) {
+    accumulate<true>(g, p, o, m);
+  } else {
+    accumulate<false>(g, p, o, m);
   }
-  // Second pass on centred points: the one-pass formula loses digits for far-from-origin clouds.
-  double K[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0}, vx = 0, vy = 0;
-  for (int64_t i = g.lane(); i < p.n; i += G::size) {
-    const double w = p.weight(i);
-    if (!(w > 0)) continue;
-    double xc[3], yc[3];
-    for (int d = 0; d < 3; ++d) xc[d] = p.x[3 * i + d] - f.mx[d], yc[d] = p.y[3 * i + d] - f.my[d];
-    for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) K[3 * a + b] += w * xc[a] * yc[b];
-    vx += w * (xc[0] * xc[0] + xc[1] * xc[1] + xc[2] * xc[2]);
-    vy += w * (yc[0] * yc[0] + yc[1] * yc[1] + yc[2] * yc[2]);
-  }
-  for (int i = 0; i < 9; ++i) K[i] = g.sum(K[i]);
-  f.vx = g.sum(vx);
-  f.vy = g.sum(vy);
+  const double W = m.W, sxx = m.sxx, syy = m.syy;
+  double bad = m.bad, K[9];
+  const double* sx = m.sx;
+  const double* sy = m.sy;
+  for (int i = 0; i < 9; ++i) K[i] = m.sxy[i];
+  const double inv = W > 0 ? 1 / W : 0.0;
+  for (int d = 0; d < 3; ++d) f.mx[d] = x0[d] + sx[d] * inv, f.my[d] = y0[d] + sy[d] * inv;
+  for (int a = 0; a < 3; ++a)
+    for (int b = 0; b < 3; ++b) K[3 * a + b] -= sx[a] * sy[b] * inv;
+  f.vx = fmax(sxx - (sx[0] * sx[0] + sx[1] * sx[1] + sx[2] * sx[2]) * inv, 0.0);
+  f.vy = fmax(syy - (sy[0] * sy[0] + sy[1] * sy[1] + sy[2] * sy[2]) * inv, 0.0);
+  if (sxx != sxx || syy != syy) f.vx = f.vy = NAN;  // fmax would drop a NaN
   f.W = W;
   // Non-finite coordinates among weighted points make the whole sample invalid (NaN), explicitly,
   // rather than leaving it to whatever the solve does with NaN.
@@ -320,14 +387,28 @@ RF_HD void apply(const Fit& f, const T* x, double* a) {
 // Weighted mean of |s R x_n + t - y_n| over points with weight > 0 (0 for an empty sample).
 template <class G, typename T>
 RF_HD double pa_error(const G& g, const Sample<T>& p, const Fit& f) {
-  double e = 0;
-  for (int64_t i = g.lane(); i < p.n; i += G::size) {
-    const double w = p.weight(i);
-    if (!(w > 0)) continue;
-    double a[3];
-    apply(f, p.x + 3 * i, a);
-    const double d0 = a[0] - p.y[3 * i], d1 = a[1] - p.y[3 * i + 1], d2 = a[2] - p.y[3 * i + 2];
-    e += w * sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+  // a - y = s R x + t - y, with s R folded into one matrix.
+  double A[9];
+  for (int i = 0; i < 9; ++i) A[i] = f.s * f.R[i];
+  const double t0 = f.t[0], t1 = f.t[1], t2 = f.t[2];
+  const T* x = p.x;
+  const T* y = p.y;
+  const int64_t n = p.n;
+  double e = 0, wsum_unused = 0;
+  (void)wsum_unused;
+  RF_SIMD_REDUCE(e)
+  for (int64_t i = g.lane(); i < n; i += G::size) {
+    const double x0 = x[3 * i], x1 = x[3 * i + 1], x2 = x[3 * i + 2];
+    const double d0 = A[0] * x0 + A[1] * x1 + A[2] * x2 + t0 - y[3 * i];
+    const double d1 = A[3] * x0 + A[4] * x1 + A[5] * x2 + t1 - y[3 * i + 1];
+    const double d2 = A[6] * x0 + A[7] * x1 + A[8] * x2 + t2 - y[3 * i + 2];
+    const double dist = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+    if (p.w) {
+      const double w = p.w[i];
+      e += w > 0 ? w * dist : 0.0;
+    } else {
+      e += dist;
+    }
   }
   e = g.sum(e);
   if (f.kind == kInvalid) return NAN;
