@@ -415,19 +415,17 @@ RF_HD double pa_error(const G& g, const Sample<T>& p, const Fit& f) {
   return f.W > 0 ? e / f.W : 0.0;
 }
 
-// Upstream gradient of the PA-MPJPE error with respect to aligned point i (zero-distance points
-// get the zero subgradient).
+// Upstream gradient of the PA-MPJPE error with respect to aligned point i (zero-distance and
+// unweighted points get the zero (sub)gradient). Branch-free so the point loop vectorises.
 template <typename T>
 struct PaErrorGrad {
   double scale;  // dL/d(error) / W
   RF_HD void operator()(const Sample<T>& p, int64_t i, const double* a, double* G) const {
-    const double w = p.weight(i);
-    G[0] = G[1] = G[2] = 0;
-    if (!(w > 0)) return;
-    const double d[3] = {a[0] - p.y[3 * i], a[1] - p.y[3 * i + 1], a[2] - p.y[3 * i + 2]};
-    const double nrm = sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-    if (!(nrm > 0)) return;
-    for (int k = 0; k < 3; ++k) G[k] = scale * w * d[k] / nrm;
+    const double w = p.w ? static_cast<double>(p.w[i]) : 1.0;
+    const double d0 = a[0] - p.y[3 * i], d1 = a[1] - p.y[3 * i + 1], d2 = a[2] - p.y[3 * i + 2];
+    const double nrm = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
+    const double c = (w > 0 && nrm > 0) ? scale * w / nrm : 0.0;
+    G[0] = c * d0, G[1] = c * d1, G[2] = c * d2;
   }
 };
 
@@ -441,11 +439,13 @@ struct TensorGrad {
 };
 
 // Gradient of L(a) with a_n = s R (x_n - mx) + my with respect to x, through s, R and the centroid;
-// derivation in romp_fast/ops/procrustes.py. Upstream gradient G_n = up(p, n, a_n).
+// derivation in romp_fast/ops/procrustes.py. Upstream gradient G_n = up(p, n, a_n). The first pass
+// parks G_n in `out`, the second overwrites it with the result.
 template <class G, typename T, class Up>
 RF_HD void backward(const G& g, const Sample<T>& p, const Fit& f, const Up& up, T* out) {
+  const int64_t n = p.n;
   if (f.kind != kRegular) {
-    for (int64_t i = g.lane(); i < p.n; i += G::size) {
+    for (int64_t i = g.lane(); i < n; i += G::size) {
       double a[3], Gi[3] = {0, 0, 0};
       if (f.kind == kEmpty) {  // identity transform: the gradient passes through
         for (int k = 0; k < 3; ++k) a[k] = p.x[3 * i + k];
@@ -457,19 +457,32 @@ RF_HD void backward(const G& g, const Sample<T>& p, const Fit& f, const Up& up, 
     }
     return;
   }
-  double M[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0}, sG[3] = {0, 0, 0};
-  for (int64_t i = g.lane(); i < p.n; i += G::size) {
-    double a[3], Gi[3], xc[3];
-    apply(f, p.x + 3 * i, a);
+  double A[9];
+  for (int i = 0; i < 9; ++i) A[i] = f.s * f.R[i];
+  const double mx0 = f.mx[0], mx1 = f.mx[1], mx2 = f.mx[2];
+  double m0 = 0, m1 = 0, m2 = 0, m3 = 0, m4 = 0, m5 = 0, m6 = 0, m7 = 0, m8 = 0, g0 = 0, g1 = 0,
+         g2 = 0;
+  RF_SIMD_REDUCE(m0, m1, m2, m3, m4, m5, m6, m7, m8, g0, g1, g2)
+  for (int64_t i = g.lane(); i < n; i += G::size) {
+    const double x0 = p.x[3 * i], x1 = p.x[3 * i + 1], x2 = p.x[3 * i + 2];
+    const double a[3] = {A[0] * x0 + A[1] * x1 + A[2] * x2 + f.t[0],
+                         A[3] * x0 + A[4] * x1 + A[5] * x2 + f.t[1],
+                         A[6] * x0 + A[7] * x1 + A[8] * x2 + f.t[2]};
+    double Gi[3];
     up(p, i, a, Gi);
-    // Skipping zero upstream gradients keeps a masked, non-finite point out of M.
-    if (Gi[0] == 0 && Gi[1] == 0 && Gi[2] == 0) continue;
-    for (int k = 0; k < 3; ++k) xc[k] = p.x[3 * i + k] - f.mx[k], sG[k] += Gi[k];
-    for (int r = 0; r < 3; ++r)
-      for (int c = 0; c < 3; ++c) M[3 * r + c] += Gi[r] * xc[c];
+    // A zero upstream gradient keeps a masked, non-finite point out of M (0 * NaN = NaN).
+    const bool z = Gi[0] == 0 && Gi[1] == 0 && Gi[2] == 0;
+    const double c0 = z ? 0.0 : x0 - mx0, c1 = z ? 0.0 : x1 - mx1, c2 = z ? 0.0 : x2 - mx2;
+    m0 += Gi[0] * c0, m1 += Gi[0] * c1, m2 += Gi[0] * c2;
+    m3 += Gi[1] * c0, m4 += Gi[1] * c1, m5 += Gi[1] * c2;
+    m6 += Gi[2] * c0, m7 += Gi[2] * c1, m8 += Gi[2] * c2;
+    g0 += Gi[0], g1 += Gi[1], g2 += Gi[2];
+    out[3 * i] = static_cast<T>(Gi[0]), out[3 * i + 1] = static_cast<T>(Gi[1]),
+    out[3 * i + 2] = static_cast<T>(Gi[2]);
   }
-  for (int i = 0; i < 9; ++i) M[i] = g.sum(M[i]);
-  for (int k = 0; k < 3; ++k) sG[k] = g.sum(sG[k]);
+  const double M[9] = {g.sum(m0), g.sum(m1), g.sum(m2), g.sum(m3), g.sum(m4),
+                       g.sum(m5), g.sum(m6), g.sum(m7), g.sum(m8)};
+  const double sG[3] = {g.sum(g0), g.sum(g1), g.sum(g2)};
 
   // c = <R, M>; dL/dq = 2 s N(M^T) q, projected off q; u = (lam I - N)^+ dL/dq.
   double c = 0, Mt[9], NM[16], gq[4], u[4] = {0, 0, 0, 0}, Gam[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -488,32 +501,32 @@ RF_HD void backward(const G& g, const Sample<T>& p, const Fit& f, const Up& up, 
   if (scale > 0) {
     // A = lam I - N + scale q q^T + eps scale I is SPD; on vectors orthogonal to q its inverse is the
     // pseudo-inverse of (lam I - N) with the gaps regularised by eps * scale.
-    double A[16];
+    double L[16];
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j)
-        A[4 * i + j] = -f.N[4 * i + j] + scale * f.q[i] * f.q[j] +
+        L[4 * i + j] = -f.N[4 * i + j] + scale * f.q[i] * f.q[j] +
                        (i == j ? f.lam + kGradEps * scale : 0.0);
-    // Cholesky A = L L^T in place (lower triangle), then two triangular solves.
+    // Cholesky L L^T in place (lower triangle), then two triangular solves.
     for (int j = 0; j < 4; ++j) {
-      double d = A[5 * j];
-      for (int k = 0; k < j; ++k) d -= A[4 * j + k] * A[4 * j + k];
+      double d = L[5 * j];
+      for (int k = 0; k < j; ++k) d -= L[4 * j + k] * L[4 * j + k];
       d = sqrt(d > 0 ? d : kGradEps * scale);
-      A[5 * j] = d;
+      L[5 * j] = d;
       for (int i = j + 1; i < 4; ++i) {
-        double v = A[4 * i + j];
-        for (int k = 0; k < j; ++k) v -= A[4 * i + k] * A[4 * j + k];
-        A[4 * i + j] = v / d;
+        double v = L[4 * i + j];
+        for (int k = 0; k < j; ++k) v -= L[4 * i + k] * L[4 * j + k];
+        L[4 * i + j] = v / d;
       }
     }
     for (int i = 0; i < 4; ++i) {
       double v = gq[i];
-      for (int k = 0; k < i; ++k) v -= A[4 * i + k] * u[k];
-      u[i] = v / A[5 * i];
+      for (int k = 0; k < i; ++k) v -= L[4 * i + k] * u[k];
+      u[i] = v / L[5 * i];
     }
     for (int i = 3; i >= 0; --i) {
       double v = u[i];
-      for (int k = i + 1; k < 4; ++k) v -= A[4 * k + i] * u[k];
-      u[i] = v / A[5 * i];
+      for (int k = i + 1; k < 4; ++k) v -= L[4 * k + i] * u[k];
+      u[i] = v / L[5 * i];
     }
     double P[16];
     for (int i = 0; i < 4; ++i)
@@ -524,23 +537,24 @@ RF_HD void backward(const G& g, const Sample<T>& p, const Fit& f, const Up& up, 
   for (int r = 0; r < 3; ++r)
     for (int cc = 0; cc < 3; ++cc) Gam[3 * r + cc] += c / f.vx * f.R[3 * cc + r];
   const double beta = 2 * f.s * c / f.vx;
-  for (int64_t i = g.lane(); i < p.n; i += G::size) {
-    double a[3], Gi[3];
-    apply(f, p.x + 3 * i, a);
-    up(p, i, a, Gi);
-    const double w = p.weight(i);
-    const double wr = w > 0 ? w / f.W : 0.0;
-    double h[3];
-    for (int k = 0; k < 3; ++k) h[k] = Gi[k] - wr * sG[k];
-    for (int k = 0; k < 3; ++k) {  // s R^T h
-      double v = f.s * (f.R[k] * h[0] + f.R[3 + k] * h[1] + f.R[6 + k] * h[2]);
-      if (w > 0) {
-        const double yc0 = p.y[3 * i] - f.my[0], yc1 = p.y[3 * i + 1] - f.my[1],
-                     yc2 = p.y[3 * i + 2] - f.my[2];
-        v += w * (Gam[3 * k] * yc0 + Gam[3 * k + 1] * yc1 + Gam[3 * k + 2] * yc2 -
-                  beta * (p.x[3 * i + k] - f.mx[k]));
-      }
-      out[3 * i + k] = static_cast<T>(v);
+  const double invW = 1 / f.W;
+  const double my0 = f.my[0], my1 = f.my[1], my2 = f.my[2];
+  for (int64_t i = g.lane(); i < n; i += G::size) {
+    const double w = p.w ? static_cast<double>(p.w[i]) : 1.0;
+    const bool use = w > 0;
+    const double wr = use ? w * invW : 0.0, wu = use ? w : 0.0;
+    const double h0 = out[3 * i] - wr * sG[0], h1 = out[3 * i + 1] - wr * sG[1],
+                 h2 = out[3 * i + 2] - wr * sG[2];
+    // Selects keep a masked non-finite point's NaN out of its (zero-weight) second term.
+    const double c0 = use ? p.x[3 * i] - mx0 : 0.0, c1 = use ? p.x[3 * i + 1] - mx1 : 0.0,
+                 c2 = use ? p.x[3 * i + 2] - mx2 : 0.0;
+    const double y0 = use ? p.y[3 * i] - my0 : 0.0, y1 = use ? p.y[3 * i + 1] - my1 : 0.0,
+                 y2 = use ? p.y[3 * i + 2] - my2 : 0.0;
+    for (int k = 0; k < 3; ++k) {  // s R^T h + w (Gamma' yc - beta xc)
+      const double xk = k == 0 ? c0 : (k == 1 ? c1 : c2);
+      out[3 * i + k] = static_cast<T>(A[k] * h0 + A[3 + k] * h1 + A[6 + k] * h2 +
+                                      wu * (Gam[3 * k] * y0 + Gam[3 * k + 1] * y1 +
+                                            Gam[3 * k + 2] * y2 - beta * xk));
     }
   }
 }
