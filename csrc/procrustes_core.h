@@ -237,7 +237,9 @@ RF_HD void solve_rotation(const double* K, Fit& f) {
   for (int it = 0; it < 64; ++it) {
     const double p = ((lam * lam + c2) * lam + c1) * lam + c0;
     const double dp = (4 * lam * lam + 2 * c2) * lam + c1;
-    if (!(dp > 0)) break;
+    // |p| at rounding level: lam is a root as far as this polynomial can tell. Stepping on would
+    // divide noise by noise at a double root (e.g. an exact 2-point fit, where lam starts exact).
+    if (!(dp > 0) || !(fabs(p) > 1e-14 * fro2 * fro2)) break;
     const double step = p / dp;
     lam -= step;
     // Quadratic convergence: after a step of 1e-8 lam the remaining error is ~1e-16 lam^2 / gap.
@@ -424,8 +426,9 @@ struct PaErrorGrad {
     const double w = p.w ? static_cast<double>(p.w[i]) : 1.0;
     const double d0 = a[0] - p.y[3 * i], d1 = a[1] - p.y[3 * i + 1], d2 = a[2] - p.y[3 * i + 2];
     const double nrm = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
-    const double c = (w > 0 && nrm > 0) ? scale * w / nrm : 0.0;
-    G[0] = c * d0, G[1] = c * d1, G[2] = c * d2;
+    const bool live = w > 0 && nrm > 0;  // selects, so a masked NaN point gives 0, not 0 * NaN
+    const double c = live ? scale * w / nrm : 0.0;
+    G[0] = live ? c * d0 : 0.0, G[1] = live ? c * d1 : 0.0, G[2] = live ? c * d2 : 0.0;
   }
 };
 

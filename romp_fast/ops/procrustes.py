@@ -71,10 +71,14 @@ def _fit_reference(pred, target, weight):
     wz = torch.where(use, w, 0)
     W = wz.sum(-1)
     Wd = torch.where(W > 0, W, 1)[:, None]
-    x = torch.where(use[..., None], pred, 0)
-    y = torch.where(use[..., None], target, 0)
-    mx = (wz[..., None] * x).sum(1) / Wd
-    my = (wz[..., None] * y).sum(1) / Wd
+    # Centroids of points shifted by the first point (as the kernel does): an exactly collapsed
+    # cloud then has exactly zero variance whatever the dtype and weights.
+    o = torch.cat([pred[:, :1], target[:, :1]], -1) if N else pred.new_zeros(B, 1, 6)
+    o = torch.where(torch.isfinite(o).all(-1, keepdim=True), o, 0).detach()
+    x = torch.where(use[..., None], pred - o[..., :3], 0)
+    y = torch.where(use[..., None], target - o[..., 3:], 0)
+    mx = (wz[..., None] * x).sum(1) / Wd + o[:, 0, :3]
+    my = (wz[..., None] * y).sum(1) / Wd + o[:, 0, 3:]
     xc = torch.where(use[..., None], pred - mx[:, None], 0)
     yc = torch.where(use[..., None], target - my[:, None], 0)
     K = torch.einsum("bn,bni,bnj->bij", wz, xc, yc)
@@ -114,8 +118,10 @@ def procrustes_align_reference(pred, target, weight=None):
 
 def pa_mpjpe_reference(pred, target, weight=None):
     R, s, t, wz, invalid = _fit_reference(pred, target, weight)
-    aligned = s[:, None, None] * pred @ R.mT + t[:, None]
-    dist = torch.where(wz > 0, (aligned - target).norm(dim=-1), 0)
+    use = (wz > 0)[..., None]
+    # Masked points are replaced before any arithmetic, so a NaN there cannot reach a gradient.
+    aligned = s[:, None, None] * torch.where(use, pred, 0) @ R.mT + t[:, None]
+    dist = torch.where(use, aligned - torch.where(use, target, 0), 0).norm(dim=-1)
     W = wz.sum(-1)
     err = (wz * dist).sum(-1) / torch.where(W > 0, W, 1)
     return torch.where(invalid, torch.nan, err)
@@ -129,10 +135,14 @@ def similarity_transform(pred, target, weight=None):
         target (Tensor[B, N, 3]): reference points, same dtype and device.
         weight (Tensor[B, N], optional): bool visibility or non-negative float weights.
     Returns:
-        (R[B, 3, 3], s[B], t[B, 3]) with ``aligned = s * pred @ R.mT + t``. Not differentiable
-        (backward raises); use :func:`procrustes_align` for a differentiable alignment.
+        (R[B, 3, 3], s[B], t[B, 3]) with ``aligned = s * pred @ R.mT + t``. Not differentiable:
+        raises ValueError if ``pred`` requires grad under grad mode (and the op's backward
+        raises); use :func:`procrustes_align` for a differentiable alignment.
     """
     weight = _prepare("similarity_transform", pred, target, weight)
+    if torch.is_grad_enabled() and pred.requires_grad:
+        raise ValueError("similarity_transform is not differentiable: use procrustes_align for a "
+                         "differentiable alignment, or call it under torch.no_grad() / on pred.detach()")
     if _ops._use_native("similarity_transform", pred.device):
         return tuple(torch.ops.romp_fast.similarity_transform(pred, target, weight))
     return similarity_transform_reference(pred, target, weight)
@@ -198,6 +208,12 @@ if _NATIVE:
         g = torch.ops.romp_fast._pa_mpjpe_backward(grad, pred, target, weight)
         return g, None, None
 
+    def _transform_backward(ctx, *grads):
+        raise RuntimeError("romp_fast::similarity_transform is not differentiable; "
+                           "use romp_fast.ops.procrustes_align")
+
+    torch.library.register_autograd("romp_fast::similarity_transform", _transform_backward,
+                                    setup_context=lambda ctx, inputs, output: None)
     torch.library.register_autograd("romp_fast::procrustes_align", _align_backward,
                                     setup_context=_setup_context)
     torch.library.register_autograd("romp_fast::pa_mpjpe", _pa_backward,
