@@ -11,6 +11,9 @@ TORCH_LIBRARY(romp_fast, m) {
   m.def("_procrustes_align_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
   m.def("pa_mpjpe(Tensor pred, Tensor target, Tensor? weight) -> Tensor");
   m.def("_pa_mpjpe_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+  // Linear assignment (romp_fast/ops/linear_assignment.py): cost [B, M, N]; counts int64 [B].
+  m.def("linear_assignment(Tensor cost, Tensor? row_counts, Tensor? col_counts, float? max_cost, "
+        "bool maximize) -> Tensor");
 }
 
 namespace {

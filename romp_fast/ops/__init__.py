@@ -75,6 +75,7 @@ def _use_native(op: str, device: torch.device) -> bool:
     return False
 
 
+from romp_fast.ops.linear_assignment import linear_assignment, solve_then_threshold  # noqa: E402
 from romp_fast.ops.procrustes import (  # noqa: E402
     pa_mpjpe,
     procrustes_align,
@@ -84,9 +85,11 @@ from romp_fast.ops.procrustes import (  # noqa: E402
 __all__ = [
     "ReferenceFallbackWarning",
     "build_info",
+    "linear_assignment",
     "native_available",
     "pa_mpjpe",
     "procrustes_align",
     "similarity_transform",
+    "solve_then_threshold",
     "use_reference",
 ]
