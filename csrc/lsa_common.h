@@ -22,13 +22,16 @@ namespace romp_fast {
 namespace lsa {
 
 struct Gate {
-  double max_cost;  // already negated when maximising
-  bool has_max;
-  bool maximize;
-  // Cost in minimisation form, or NaN when the entry is forbidden.
+  double sign;   // -1 when maximising: everything below works in minimisation form
+  double limit;  // max_cost in minimisation form, +inf without a gate
+  static Gate make(bool maximize, bool has_max, double max_cost) {
+    return Gate{maximize ? -1.0 : 1.0, has_max ? (maximize ? -max_cost : max_cost) : INFINITY};
+  }
+  // Cost in minimisation form, or NaN when the entry is forbidden. Branch-free: x - x == 0 is
+  // false exactly for +-inf and NaN.
   LSA_HD double operator()(double c) const {
-    if (maximize) c = -c;
-    const bool ok = c == c && fabs(c) <= 1.7976931348623157e308 && !(has_max && c > max_cost);
+    c *= sign;
+    const bool ok = (c - c == 0) & (c <= limit);
     return ok ? c : NAN;
   }
 };

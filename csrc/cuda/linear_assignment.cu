@@ -190,8 +190,7 @@ at::Tensor linear_assignment_cuda(const at::Tensor& cost, const c10::optional<at
   // u + v + spc (double), path + row4col + col4row (int), SC + SR (char), rounded to 16 bytes.
   const int64_t stride = ((8 * (nr + 2 * nc) + 4 * (2 * nc + nr) + nc + nr) + 15) / 16 * 16;
   at::Tensor ws = cost.new_empty({B * stride}, cost.options().dtype(at::kByte));
-  lsa::Gate gate{0, max_cost.has_value(), maximize};
-  if (max_cost.has_value()) gate.max_cost = maximize ? -*max_cost : *max_cost;
+  const lsa::Gate gate = lsa::Gate::make(maximize, max_cost.has_value(), max_cost.value_or(0.0));
   const unsigned grid = static_cast<unsigned>((B + kWarps - 1) / kWarps);
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t* rp = rc.defined() ? rc.const_data_ptr<int64_t>() : nullptr;
