@@ -226,8 +226,9 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
   }
   if (tr) {
     for (int64_t r = 0; r < rc; ++r) {
-      const int64_t c = w.row4col[r];  // original row r is column r of the transposed problem
-      out[r] = (c >= 0 && allowed[c * nc + r]) ? c : -1;
+      // Original row r is column r of the transposed problem; a dummy row there means unmatched.
+      const int64_t c = w.row4col[r];
+      out[r] = (c >= 0 && c < nr && allowed[c * nc + r]) ? c : -1;
     }
   } else {
     for (int64_t r = 0; r < rc; ++r) {
