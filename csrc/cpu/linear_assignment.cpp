@@ -60,7 +60,7 @@ at::Tensor linear_assignment_cpu(const at::Tensor& cost, const c10::optional<at:
           try {
             lsa::solve_problem(cp + b * M * N, N, rc, cc, gate, w, o);
           } catch (const std::range_error& e) {
-            TORCH_CHECK(false, "linear_assignment: problem ", b, ": ", e.what());
+            TORCH_CHECK_VALUE(false, "linear_assignment: problem ", b, ": ", e.what());
           }
         }
       }

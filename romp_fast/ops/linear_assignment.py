@@ -67,13 +67,16 @@ def linear_assignment_reference(cost, row_counts=None, col_counts=None, max_cost
             allowed = np.isfinite(g)
             if max_cost is not None:
                 allowed &= g <= (-max_cost if maximize else max_cost)
-        if allowed.any():
+        big = 1.0
+        if allowed.any() and not allowed.all():
             lo, hi = g[allowed].min(), g[allowed].max()
             # Any matching with k forbidden pairs costs more than every one with k - 1
             # (csrc/lsa_common.h): maximum cardinality first, then minimum cost.
-            big = hi + (min(block.shape) + 1) * (hi - lo) + 1 + abs(hi)
-        else:
-            big = 1.0
+            with np.errstate(over="ignore"):
+                big = hi + (min(block.shape) + 1) * (hi - lo) + 1 + abs(hi)
+            if not np.isfinite(big):
+                raise ValueError(f"linear_assignment: problem {b}: allowed costs span too wide a range "
+                                 "to rank forbidden pairs below them in float64")
         r, k = linear_sum_assignment(np.where(allowed, g, big))
         keep = allowed[r, k]
         out[b, r[keep]] = k[keep]
