@@ -114,9 +114,8 @@ def match_hungarian(pred_kp2d, gt_kp2d, gt_visible=None, *, pred_counts=None, gt
     G = gt_kp2d.shape[1]
     vis = torch.ones(B, G, K, dtype=torch.bool, device=gt_kp2d.device) if gt_visible is None else gt_visible.bool()
     nvis = vis.sum(-1)
-    valid = None if gt_valid is None else gt_valid.bool()
-    valid = (nvis > 0) if valid is None else valid & (nvis > 0)
-    pc, gc, pred_ok, gt_ok = _masks(B, P, G, pred_counts, gt_counts, valid, pred_kp2d.device)
+    pc, gc, pred_ok, gt_ok = _masks(B, P, G, pred_counts, gt_counts, gt_valid, pred_kp2d.device)
+    gt_ok = gt_ok & (nvis > 0)  # a ground truth with no visible joint cannot be scored
     d = (gt_kp2d[:, :, None, :, :2] - pred_kp2d[:, None, :, :, :2]).norm(dim=-1)  # [B, G, P, K]
     d = torch.where(vis[:, :, None], d, 0)
     cost = d.sum(-1) / nvis.clamp(min=1)[..., None]
