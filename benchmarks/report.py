@@ -113,34 +113,49 @@ def ours_min(rows):
     return next((r["min"] for r in rows if r["contender"] == OURS), None)
 
 
+def family_of(name: str) -> str:
+    """Hot path a group belongs to: 'pa_mpjpe-fwd J=24 B=64' -> 'pa_mpjpe'."""
+    return re.split(r"[- ]", name, maxsplit=1)[0]
+
+
 def summary_table(groups) -> list[str]:
-    peers = []
-    for _, rows in groups:
-        for r in rows:
-            if r["contender"] not in (OURS, FLOOR) and r["contender"] not in peers:
-                peers.append(r["contender"])
-    head = ["case", "romp_fast min", "ns/sample"] + [f"vs {p}" for p in peers] + ["ours / floor"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, rows in groups:
-        ours = ours_min(rows)
-        by = {r["contender"]: r for r in rows}
-        B = rows[0]["B"]
-        cells = [name.replace("pa_mpjpe-", ""), fmt_time(ours),
-                 f"{ours * 1e9 / B:.0f}" if ours and B else "n/a"]
-        for p in peers:
-            r = by.get(p)
-            cells.append("" if r is None or not ours else
-                         fmt_ratio(r["min"] / ours) + ("*" if r["extrapolated"] else ""))
-        floor = by.get(FLOOR)
-        cells.append(fmt_ratio(ours / floor["min"]) if floor and ours else "")
-        out.append("| " + " | ".join(cells) + " |")
+    """One table per hot path: a line per case, ratios against every peer of that hot path."""
+    out = []
+    families: dict[str, list] = {}
+    for item in groups:
+        families.setdefault(family_of(item[0]), []).append(item)
+    for family, items in families.items():
+        peers = []
+        for _, rows in items:
+            for r in rows:
+                if r["contender"] not in (OURS, FLOOR) and r["contender"] not in peers:
+                    peers.append(r["contender"])
+        has_floor = any(r["contender"] == FLOOR for _, rows in items for r in rows)
+        head = ["case", "romp_fast min", "ns/item"] + [f"vs {p}" for p in peers]
+        head += ["ours / floor"] if has_floor else []
+        out += [f"#### {family}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, rows in items:
+            ours = ours_min(rows)
+            by = {r["contender"]: r for r in rows}
+            B = rows[0]["B"]
+            cells = [name[len(family):].lstrip("- "), fmt_time(ours),
+                     f"{ours * 1e9 / B:.0f}" if ours and B else "n/a"]
+            for p in peers:
+                r = by.get(p)
+                cells.append("" if r is None or not ours else
+                             fmt_ratio(r["min"] / ours) + ("*" if r["extrapolated"] else ""))
+            if has_floor:
+                floor = by.get(FLOOR)
+                cells.append(fmt_ratio(ours / floor["min"]) if floor and ours else "")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
     return out
 
 
 def group_table(name, rows) -> list[str]:
     ours = ours_min(rows)
     out = [f"#### {name}", "",
-           "| contender | min | median | ns/sample | GB/s | speed-up (contender_min / romp_fast_min) |",
+           "| contender | min | median | ns/item | GB/s | speed-up (contender_min / romp_fast_min) |",
            "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["min"]):
         star = "*" if r["extrapolated"] else ""
@@ -187,7 +202,8 @@ def main(argv=None) -> int:
     lines += machine_lines(data.get("machine_info", {}), data.get("commit_info", {}),
                            data.get("datetime"))
     lines += ["- Speed-up = contender_min / romp_fast_min in the same run: >1 means romp_fast is "
-              "faster. `*`: per-sample loop timed on a subset, scaled to B.", ""]
+              "faster. ns/item: per sample (PA-MPJPE) or per problem (assignment). `*`: Python loop "
+              "timed on a subset, scaled to B.", ""]
     if not args.no_summary:
         lines += summary_table(groups) + [""]
     if not args.summary_only:

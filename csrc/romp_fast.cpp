@@ -19,7 +19,11 @@ TORCH_LIBRARY(romp_fast, m) {
 namespace {
 
 const char* simd_level() {
-#if defined(__AVX512F__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+  // csrc/cpu/procrustes.cpp carries target_clones: an x86-64-v3 copy is picked at load time.
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "x86-64-v3 clones (AVX2+FMA)"
+                                                                          : "baseline x86-64";
+#elif defined(__AVX512F__)
   return "AVX512";
 #elif defined(__AVX2__)
   return "AVX2";
