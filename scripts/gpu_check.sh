@@ -5,7 +5,8 @@
 #   2. build romp_fast._C with CUDA for this card (TORCH_CUDA_ARCH_LIST from its capability)
 #   3. romp_fast.ops.native_available('cuda')
 #   4. CUDA tests: pytest -m cuda (a failure is recorded, the script goes on)
-#   5. benchmarks/gpu_procrustes.py: GPU timings side by side with peers; its table is printed last
+#   5. benchmarks/gpu_procrustes.py and gpu_assignment.py: GPU timings side by side with peers;
+#      their tables are printed last
 # Logs and JSON go to $OUT (default ./gpu_out). Every step has a time cap so the whole run ends
 # well inside 8 minutes (typically: build 1-2 min, tests < 1 min, timings 1-2 min).
 # Exit status: 0 only if the build, the CUDA kernels, the tests and the timing checks all passed.
@@ -95,10 +96,24 @@ case $bench_rc in
   *) bench="FAILED (exit $bench_rc)" ;;
 esac
 
+step "GPU assignment timings (log: $OUT/gpu_assignment.log)"
+lsa_rc=0
+limit=$(cap 120)
+# shellcheck disable=SC2086
+timeout "$limit" "$PY" benchmarks/gpu_assignment.py --out "$OUT" --budget-s $(( limit > 40 ? limit - 30 : 10 )) \
+  ${GPU_BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_assignment.log" || lsa_rc=$?
+case $lsa_rc in
+  0) lsa="ok" ;;
+  124) lsa="TIMED OUT" ;;
+  *) lsa="FAILED (exit $lsa_rc)" ;;
+esac
+
 step "summary"
-echo "build: $build | native cuda: $native | cuda tests: $tests | timings: $bench | total $(( $(date +%s) - T0 )) s"
-grep -E "AGREEMENT FAILURE|Traceback|Error" "$OUT/gpu_procrustes.log" | head -n 20 || true
+echo "build: $build | native cuda: $native | cuda tests: $tests | timings: $bench | assignment: $lsa | total $(( $(date +%s) - T0 )) s"
+grep -E "AGREEMENT FAILURE|Traceback|Error" "$OUT/gpu_procrustes.log" "$OUT/gpu_assignment.log" | head -n 20 || true
 echo
 # The timing table again, last (gpu_procrustes.py ends its output with it).
+sed -n '/^### Linear assignment on/,$p' "$OUT/gpu_assignment.log"
 sed -n '/^### PA-MPJPE on/,$p' "$OUT/gpu_procrustes.log"
-[ "$build" = ok ] && [ "$native" = yes ] && { [ "$tests_rc" = 0 ] || [ "$tests_rc" = 5 ]; } && [ "$bench_rc" = 0 ]
+[ "$build" = ok ] && [ "$native" = yes ] && { [ "$tests_rc" = 0 ] || [ "$tests_rc" = 5 ]; } && [ "$bench_rc" = 0 ] \
+  && [ "$lsa_rc" = 0 ]
