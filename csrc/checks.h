@@ -40,4 +40,24 @@ inline void check_grad(const char* op, const at::Tensor& grad, at::IntArrayRef e
               grad.scalar_type(), " on ", grad.device());
 }
 
+// cost: [B, M, N] float32/float64; counts: int64 [B] on cost's device (values checked where the
+// data lives: the CPU kernel on the host, the CUDA kernel clamps without a host sync).
+inline void check_assignment(const at::Tensor& cost, const c10::optional<at::Tensor>& row_counts,
+                             const c10::optional<at::Tensor>& col_counts) {
+  TORCH_CHECK(cost.dim() == 3, "linear_assignment: cost must be [B, M, N], got ", cost.sizes());
+  TORCH_CHECK(cost.scalar_type() == at::kFloat || cost.scalar_type() == at::kDouble,
+              "linear_assignment: cost must be float32 or float64, got ", cost.scalar_type());
+  const int64_t B = cost.size(0);
+  const char* names[2] = {"row_counts", "col_counts"};
+  const c10::optional<at::Tensor>* counts[2] = {&row_counts, &col_counts};
+  for (int k = 0; k < 2; ++k) {
+    if (!counts[k]->has_value()) continue;
+    const at::Tensor& t = **counts[k];
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == B && t.scalar_type() == at::kLong, "linear_assignment: ",
+                names[k], " must be int64 [B] = [", B, "], got ", t.scalar_type(), " ", t.sizes());
+    TORCH_CHECK(t.device() == cost.device(), "linear_assignment: ", names[k], " is on ", t.device(),
+                " but cost is on ", cost.device());
+  }
+}
+
 }  // namespace romp_fast

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "../checks.h"
 #include "lsa_solver.h"
 
 namespace romp_fast {
@@ -21,16 +22,10 @@ namespace {
 at::Tensor linear_assignment_cpu(const at::Tensor& cost, const c10::optional<at::Tensor>& row_counts,
                                  const c10::optional<at::Tensor>& col_counts,
                                  c10::optional<double> max_cost, bool maximize) {
-  TORCH_CHECK(cost.dim() == 3, "linear_assignment: cost must be [B, M, N], got ", cost.sizes());
-  TORCH_CHECK(cost.scalar_type() == at::kFloat || cost.scalar_type() == at::kDouble,
-              "linear_assignment: cost must be float32 or float64, got ", cost.scalar_type());
+  check_assignment(cost, row_counts, col_counts);
   const int64_t B = cost.size(0), M = cost.size(1), N = cost.size(2);
   auto counts = [&](const c10::optional<at::Tensor>& t, const char* name, int64_t full) {
     if (!t.has_value()) return at::Tensor();
-    TORCH_CHECK(t->dim() == 1 && t->size(0) == B && t->scalar_type() == at::kLong, "linear_assignment: ",
-                name, " must be int64 [B] = [", B, "], got ", t->scalar_type(), " ", t->sizes());
-    TORCH_CHECK(t->device() == cost.device(), "linear_assignment: ", name, " is on ", t->device(),
-                " but cost is on ", cost.device());
     at::Tensor c = t->contiguous();
     const int64_t* p = c.const_data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b)

@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "../lsa_common.h"
 
 namespace romp_fast {
@@ -169,17 +170,8 @@ __global__ void lsa_kernel(const T* __restrict__ cost, int64_t B, int64_t M, int
 at::Tensor linear_assignment_cuda(const at::Tensor& cost, const c10::optional<at::Tensor>& row_counts,
                                   const c10::optional<at::Tensor>& col_counts,
                                   c10::optional<double> max_cost, bool maximize) {
-  TORCH_CHECK(cost.dim() == 3, "linear_assignment: cost must be [B, M, N], got ", cost.sizes());
-  TORCH_CHECK(cost.scalar_type() == at::kFloat || cost.scalar_type() == at::kDouble,
-              "linear_assignment: cost must be float32 or float64, got ", cost.scalar_type());
+  check_assignment(cost, row_counts, col_counts);
   const int64_t B = cost.size(0), M = cost.size(1), N = cost.size(2);
-  for (const auto* t : {&row_counts, &col_counts}) {
-    if (!t->has_value()) continue;
-    TORCH_CHECK((*t)->dim() == 1 && (*t)->size(0) == B && (*t)->scalar_type() == at::kLong &&
-                    (*t)->device() == cost.device(),
-                "linear_assignment: counts must be int64 [B] = [", B, "] on ", cost.device(), ", got ",
-                (*t)->scalar_type(), " ", (*t)->sizes(), " on ", (*t)->device());
-  }
   c10::cuda::CUDAGuard guard(cost.device());
   const at::Tensor c = cost.contiguous();
   at::Tensor rc = row_counts.has_value() ? row_counts->contiguous() : at::Tensor();
