@@ -51,7 +51,8 @@ def extension():
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     opt = ["-O0", "-g", "-UNDEBUG"] if debug else ["-O3", "-DNDEBUG"]
     # -fno-math-errno lets sqrt vectorise; nothing here reads errno.
-    cxx = opt + ["-std=c++20", "-fopenmp", "-fno-math-errno", "-fvisibility=hidden"]
+    # -Wno-psabi: the 4-lane solve passes GCC vector types between always-inlined helpers only.
+    cxx = opt + ["-std=c++20", "-fopenmp", "-fno-math-errno", "-fvisibility=hidden", "-Wno-psabi"]
     nvcc = (["-O0", "-g", "-G", "-UNDEBUG"] if debug else ["-O3", "-DNDEBUG"]) + [
         "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
     macros = []

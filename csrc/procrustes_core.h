@@ -82,16 +82,17 @@ struct Fit {
   int kind;
 };
 
-RF_HD double det3(double a, double b, double c, double d, double e, double f, double g, double h,
-                  double i) {
+template <typename V>  // double, or a GCC vector of doubles (solve_rotation_x4)
+RF_HD V det3(V a, V b, V c, V d, V e, V f, V g, V h, V i) {
   return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
 }
 
 // Horn's 4x4 matrix such that q^T N q = tr(R(q) K), K[a][b] = sum w xc_a yc_b (row-major).
-RF_HD void horn_matrix(const double* K, double* N) {
-  const double xx = K[0], xy = K[1], xz = K[2], yx = K[3], yy = K[4], yz = K[5], zx = K[6],
+template <typename V>
+RF_HD void horn_matrix(const V* K, V* N) {
+  const V xx = K[0], xy = K[1], xz = K[2], yx = K[3], yy = K[4], yz = K[5], zx = K[6],
                zy = K[7], zz = K[8];
-  const double v[16] = {xx + yy + zz, yz - zy,      zx - xz,       xy - yx,
+  const V v[16] = {xx + yy + zz, yz - zy,      zx - xz,       xy - yx,
                         yz - zy,      xx - yy - zz, xy + yx,       zx + xz,
                         zx - xz,      xy + yx,      -xx + yy - zz, yz + zy,
                         xy - yx,      zx + xz,      yz + zy,       -xx - yy + zz};
@@ -132,11 +133,12 @@ RF_HD double quad_form4(const double* N, const double* q) {
 }
 
 // Full adjugate of a 4x4 matrix via 2x2 minors (Laplace expansion by complementary minors); returns det.
-RF_HD double adjugate4(const double* a, double* b) {
-  const double s0 = a[0] * a[5] - a[4] * a[1], s1 = a[0] * a[6] - a[4] * a[2],
+template <typename V>
+RF_HD V adjugate4(const V* a, V* b) {
+  const V s0 = a[0] * a[5] - a[4] * a[1], s1 = a[0] * a[6] - a[4] * a[2],
                s2 = a[0] * a[7] - a[4] * a[3], s3 = a[1] * a[6] - a[5] * a[2],
                s4 = a[1] * a[7] - a[5] * a[3], s5 = a[2] * a[7] - a[6] * a[3];
-  const double c5 = a[10] * a[15] - a[14] * a[11], c4 = a[9] * a[15] - a[13] * a[11],
+  const V c5 = a[10] * a[15] - a[14] * a[11], c4 = a[9] * a[15] - a[13] * a[11],
                c3 = a[9] * a[14] - a[13] * a[10], c2 = a[8] * a[15] - a[12] * a[11],
                c1 = a[8] * a[14] - a[12] * a[10], c0 = a[8] * a[13] - a[12] * a[9];
   b[0] = a[5] * c5 - a[6] * c4 + a[7] * c3;
@@ -255,6 +257,91 @@ RF_HD void solve_rotation(const double* K, Fit& f) {
   quat_to_rot(f.q, f.R);
 }
 
+#if !defined(__CUDACC__) && defined(__GNUC__)
+// Four samples' rotation solves in lock-step (CPU): lane l of every vector is sample l. The scalar
+// solve is a chain of dependent Newton divisions that leaves the core mostly idle; on GCC vector
+// types the same arithmetic runs as AVX2 instructions in the x86-64-v3 clone (pairs of SSE2 ones
+// otherwise). Lanes follow solve_rotation exactly: a finished lane stops changing (masks), and a
+// lane whose top eigenvalue is not separated takes the scalar Jacobi fallback.
+typedef double v4d __attribute__((vector_size(32)));
+typedef long long v4m __attribute__((vector_size(32)));  // comparison masks: -1 true, 0 false
+
+RF_HD v4d abs4(v4d x) { return x < 0 ? -x : x; }
+RF_HD v4d sqrt4(v4d x) {
+  for (int l = 0; l < 4; ++l) x[l] = sqrt(x[l]);
+  return x;
+}
+RF_HD bool any4(v4m m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+
+// Best-conditioned adjugate column of N - x I per lane: q (unit) and its diagonal magnitude.
+RF_HD void adjugate_vector4(const v4d* N, v4d x, v4d* q, v4d& sep) {
+  v4d A[16], C[16];
+  for (int i = 0; i < 16; ++i) A[i] = N[i];
+  for (int i = 0; i < 4; ++i) A[5 * i] -= x;
+  adjugate4(A, C);
+  v4d cb = abs4(C[0]), v[4] = {C[0], C[4], C[8], C[12]};
+  for (int j = 1; j < 4; ++j) {
+    const v4d d = abs4(C[5 * j]);
+    const v4m m = d > cb;
+    cb = m ? d : cb;
+    for (int i = 0; i < 4; ++i) v[i] = m ? C[4 * i + j] : v[i];
+  }
+  const v4d nrm = v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
+  const v4m ok = nrm > 0;
+  const v4d zero = {0, 0, 0, 0};
+  const v4d inv = ok ? 1 / sqrt4(ok ? nrm : zero + 1) : zero;
+  for (int i = 0; i < 4; ++i) q[i] = v[i] * inv;
+  sep = ok ? cb : zero;
+}
+
+RF_HD void solve_rotation_x4(const double (*K)[9], Fit* const* fits) {
+  v4d k[9], vx, vy;
+  for (int l = 0; l < 4; ++l) {
+    for (int i = 0; i < 9; ++i) k[i][l] = K[l][i];
+    vx[l] = fits[l]->vx, vy[l] = fits[l]->vy;
+  }
+  v4d N[16], scratch[16];
+  horn_matrix(k, N);
+  v4d fro2 = k[0] * k[0];
+  for (int i = 1; i < 9; ++i) fro2 += k[i] * k[i];
+  const v4d c2 = -2 * fro2;
+  const v4d c1 = -8 * det3(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]);
+  const v4d c0 = adjugate4(N, scratch);
+  const v4d b1 = sqrt4(3 * fro2), b2 = sqrt4(vx * vy);
+  v4d lam = b1 < b2 ? b1 : b2;
+  const v4d tolp = 1e-14 * fro2 * fro2;
+  v4m active = lam == lam;  // all true
+  for (int it = 0; it < 64 && any4(active); ++it) {
+    const v4d p = ((lam * lam + c2) * lam + c1) * lam + c0;
+    const v4d dp = (4 * lam * lam + 2 * c2) * lam + c1;
+    const v4m go = active & (dp > 0) & (abs4(p) > tolp);
+    const v4d step = go ? p / (go ? dp : dp * 0 + 1) : dp * 0;
+    lam -= step;
+    active = go & (abs4(step) > 1e-8 * abs4(lam));
+  }
+  v4d q[4], sep, q2[4], sep2;
+  adjugate_vector4(N, lam, q, sep);
+  const v4d fro3 = fro2 * sqrt4(fro2);
+  const v4m refine = (sep < 0.1 * fro3) & (sep >= kAdjRel * fro3);
+  if (any4(refine)) {  // Rayleigh quotient of the first vector, then a second adjugate
+    v4d r = q[0] * q[0] * 0;
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) r += q[i] * N[4 * i + j] * q[j];
+    adjugate_vector4(N, r, q2, sep2);
+    for (int i = 0; i < 4; ++i) q[i] = refine ? q2[i] : q[i];
+    sep = refine ? sep2 : sep;
+  }
+  for (int l = 0; l < 4; ++l) {
+    Fit& f = *fits[l];
+    for (int i = 0; i < 16; ++i) f.N[i] = N[i][l];
+    for (int i = 0; i < 4; ++i) f.q[i] = q[i][l];
+    if (!(sep[l] >= kAdjRel * fro3[l]) || !(fro2[l] > 0)) jacobi_top_vector(f.N, f.q);
+    f.lam = quad_form4(f.N, f.q);
+    quat_to_rot(f.q, f.R);
+  }
+}
+#endif
+
 RF_HD void set_identity(Fit& f) {
   for (int i = 0; i < 9; ++i) f.R[i] = (i % 4 == 0) ? 1.0 : 0.0;
   f.q[0] = 1, f.q[1] = f.q[2] = f.q[3] = 0;
@@ -313,9 +400,11 @@ RF_HD void accumulate(const G& g, const Sample<T>& p, const double* o, Moments& 
   m.sxx = g.sum(v[17]), m.syy = g.sum(v[18]);
 }
 
-// Fits the transform of one sample. Every lane of the group ends with the same Fit.
+// Moments and degenerate cases of one sample: fills f (complete unless regular) and K, and
+// returns true when the rotation still has to be solved (then call fit_finish). Every lane of the
+// group ends with the same Fit.
 template <class G, typename T>
-RF_HD void fit(const G& g, const Sample<T>& p, Fit& f) {
+RF_HD bool fit_moments(const G& g, const Sample<T>& p, Fit& f, double* K) {
   double o[6] = {0, 0, 0, 0, 0, 0};  // shift x0, y0
   if (p.n > 0) {
     for (int d = 0; d < 3; ++d) o[d] = p.x[d], o[3 + d] = p.y[d];
@@ -332,7 +421,7 @@ RF_HD void fit(const G& g, const Sample<T>& p, Fit& f) {
     accumulate<false>(g, p, o, m);
   }
   const double W = m.W, sxx = m.sxx, syy = m.syy;
-  double bad = m.bad, K[9];
+  double bad = m.bad;
   const double* sx = m.sx;
   const double* sy = m.sy;
   for (int i = 0; i < 9; ++i) K[i] = m.sxy[i];
@@ -358,26 +447,40 @@ RF_HD void fit(const G& g, const Sample<T>& p, Fit& f) {
     for (int i = 0; i < 9; ++i) f.R[i] = nan;
     f.s = nan;
     for (int d = 0; d < 3; ++d) f.t[d] = nan;
-    return;
+    return false;
   }
   if (!(W > 0)) {
     f.kind = kEmpty;
     f.s = 1;
     for (int d = 0; d < 3; ++d) f.t[d] = 0;
-    return;
+    return false;
   }
   const double second_moment = f.vx + W * (f.mx[0] * f.mx[0] + f.mx[1] * f.mx[1] + f.mx[2] * f.mx[2]);
   if (f.vx <= kCollapsedRelVar * second_moment) {  // false for NaN: NaN input stays NaN below
     f.kind = kCollapsed;
     f.s = 0;
     for (int d = 0; d < 3; ++d) f.t[d] = f.my[d];
-    return;
+    return false;
   }
   f.kind = kRegular;
-  solve_rotation(K, f);
+  return true;
+}
+
+// Scale and shift once the rotation is known.
+RF_HD void fit_finish(Fit& f) {
   f.s = f.lam / f.vx;
   for (int a = 0; a < 3; ++a)
     f.t[a] = f.my[a] - f.s * (f.R[3 * a] * f.mx[0] + f.R[3 * a + 1] * f.mx[1] + f.R[3 * a + 2] * f.mx[2]);
+}
+
+// Fits the transform of one sample. Every lane of the group ends with the same Fit.
+template <class G, typename T>
+RF_HD void fit(const G& g, const Sample<T>& p, Fit& f) {
+  double K[9];
+  if (fit_moments(g, p, f, K)) {
+    solve_rotation(K, f);
+    fit_finish(f);
+  }
 }
 
 template <typename T>

@@ -50,11 +50,9 @@ struct Job {
 };
 
 template <typename T>
-RF_HD void run_sample(const Job& job, int64_t b) {
+RF_HD void run_sample(const Job& job, int64_t b, const Fit& f) {
   const Inputs& in = *job.in;
   const Sample<T> p = sample_at<T>(in, b);
-  Fit f;
-  procrustes::fit(SerialGroup{}, p, f);
   const int64_t off = 3 * b * in.N;
   switch (job.op) {
     case Op::kTransform: {
@@ -90,6 +88,32 @@ RF_HD void run_sample(const Job& job, int64_t b) {
   }
 }
 
+// Samples in blocks of four: moments one by one, the rotation solves of the regular ones in
+// lock-step (solve_rotation_x4), then each sample's output.
+template <typename T>
+RF_HD void run_block(const Job& job, int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; b += 4) {
+    const int n = static_cast<int>(std::min<int64_t>(4, b1 - b));
+    Fit f[4], pad;
+    double K[4][9];
+    Fit* lanes[4];
+    int n_reg = 0;
+    for (int l = 0; l < n; ++l)
+      if (procrustes::fit_moments(SerialGroup{}, sample_at<T>(*job.in, b + l), f[l], K[n_reg]))
+        lanes[n_reg++] = &f[l];
+    if (n_reg > 0) {
+      pad = *lanes[0];  // idle lanes redo lane 0's solve into a scratch Fit
+      for (int l = n_reg; l < 4; ++l) {
+        std::copy(K[0], K[0] + 9, K[l]);
+        lanes[l] = &pad;
+      }
+      procrustes::solve_rotation_x4(K, lanes);
+      for (int l = 0; l < n_reg; ++l) procrustes::fit_finish(*lanes[l]);
+    }
+    for (int l = 0; l < n; ++l) run_sample<T>(job, b + l, f[l]);
+  }
+}
+
 // The per-sample work, compiled once per ISA level and picked at load time (GCC function
 // multiversioning): AVX2+FMA roughly halves the point loops (bench_procrustes.py), while the
 // default clone keeps the wheel portable.
@@ -97,12 +121,10 @@ RF_HD void run_sample(const Job& job, int64_t b) {
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 void run_range(const Job& job, bool dbl, int64_t b0, int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b) {
-    if (dbl) {
-      run_sample<double>(job, b);
-    } else {
-      run_sample<float>(job, b);
-    }
+  if (dbl) {
+    run_block<double>(job, b0, b1);
+  } else {
+    run_block<float>(job, b0, b1);
   }
 }
 
