@@ -362,7 +362,10 @@ struct Moments {
 #define RF_STR(x) #x
 #endif
 
-template <bool HasWeight, class G, typename T>
+// Mode 0: no weights. Mode 1: weights multiplied in, the fast path: a masked point adds w * x =
+// 0 unless x is not finite, in which case the sums turn non-finite and fit_moments reruns the
+// sample in mode 2, where selects keep masked points out entirely.
+template <int Mode, class G, typename T>
 RF_HD void accumulate(const G& g, const Sample<T>& p, const double* o, Moments& m) {
   const double x0 = o[0], x1 = o[1], x2 = o[2], y0 = o[3], y1 = o[4], y2 = o[5];
   double W = 0, bad = 0, sx0 = 0, sx1 = 0, sx2 = 0, sy0 = 0, sy1 = 0, sy2 = 0, k0 = 0, k1 = 0,
@@ -375,11 +378,13 @@ RF_HD void accumulate(const G& g, const Sample<T>& p, const double* o, Moments& 
   for (int64_t i = lane; i < n; i += G::size) {
     double w = 1, a0 = x[3 * i] - x0, a1 = x[3 * i + 1] - x1, a2 = x[3 * i + 2] - x2,
            b0 = y[3 * i] - y0, b1 = y[3 * i + 1] - y1, b2 = y[3 * i + 2] - y2;
-    if (HasWeight) {  // selects, not branches: a masked point contributes exact zeros, even if NaN
-      const double wi = p.w[i];
-      bad += (wi >= 0) ? 0.0 : 1.0;
-      const bool use = wi > 0;
-      w = use ? wi : 0.0;
+    if (Mode > 0) {
+      w = p.w[i];
+      bad += (w >= 0) ? 0.0 : 1.0;
+    }
+    if (Mode == 2) {
+      const bool use = w > 0;
+      w = use ? w : 0.0;
       a0 = use ? a0 : 0.0, a1 = use ? a1 : 0.0, a2 = use ? a2 : 0.0;
       b0 = use ? b0 : 0.0, b1 = use ? b1 : 0.0, b2 = use ? b2 : 0.0;
     }
@@ -416,9 +421,12 @@ RF_HD bool fit_moments(const G& g, const Sample<T>& p, Fit& f, double* K) {
   const double* y0 = o + 3;
   Moments m;
   if (p.w) {
-    accumulate<true>(g, p, o, m);
+    accumulate<1>(g, p, o, m);
+    double chk = m.sxx + m.syy;  // finite unless some point (masked or not) is not finite
+    for (int i = 0; i < 9; ++i) chk += m.sxy[i];
+    if (!(fabs(chk) <= 1.7976931348623157e308)) accumulate<2>(g, p, o, m);
   } else {
-    accumulate<false>(g, p, o, m);
+    accumulate<0>(g, p, o, m);
   }
   const double W = m.W, sxx = m.sxx, syy = m.syy;
   double bad = m.bad;
@@ -499,8 +507,7 @@ RF_HD double pa_error(const G& g, const Sample<T>& p, const Fit& f) {
   const T* x = p.x;
   const T* y = p.y;
   const int64_t n = p.n;
-  double e = 0, wsum_unused = 0;
-  (void)wsum_unused;
+  double e = 0;
   RF_SIMD_REDUCE(e)
   for (int64_t i = g.lane(); i < n; i += G::size) {
     const double x0 = x[3 * i], x1 = x[3 * i + 1], x2 = x[3 * i + 2];
@@ -508,12 +515,8 @@ RF_HD double pa_error(const G& g, const Sample<T>& p, const Fit& f) {
     const double d1 = A[3] * x0 + A[4] * x1 + A[5] * x2 + t1 - y[3 * i + 1];
     const double d2 = A[6] * x0 + A[7] * x1 + A[8] * x2 + t2 - y[3 * i + 2];
     const double dist = sqrt(d0 * d0 + d1 * d1 + d2 * d2);
-    if (p.w) {
-      const double w = p.w[i];
-      e += w > 0 ? w * dist : 0.0;
-    } else {
-      e += dist;
-    }
+    const double w = p.w ? static_cast<double>(p.w[i]) : 1.0;
+    e += w > 0 ? w * dist : 0.0;  // a select: a masked non-finite point adds 0
   }
   e = g.sum(e);
   if (f.kind == kInvalid) return NAN;

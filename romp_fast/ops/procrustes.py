@@ -55,8 +55,9 @@ def _prepare(op, pred, target, weight):
         raise ValueError(f"{op}: weight is not differentiable; detach it")
     if weight.dtype != torch.bool and not weight.is_floating_point():
         raise TypeError(f"{op}: weight must be bool or floating point, got {weight.dtype}")
+    checked = weight.dtype == torch.bool  # a mask cannot be negative or NaN
     weight = weight.to(pred.dtype)
-    if weight.device.type == "cpu" and weight.numel() and not bool((weight >= 0).all()):
+    if not checked and weight.device.type == "cpu" and weight.numel() and not bool((weight >= 0).all()):
         bad = (~(weight >= 0)).nonzero()[0].tolist()
         raise ValueError(f"{op}: weights must be non-negative and not NaN, got {weight[tuple(bad)].item()} at {bad}")
     return weight
