@@ -3,11 +3,8 @@
 //
 // Final phase: shortest augmenting paths with dual variables (Jonker & Volgenant 1987; in the
 // rectangular form of Crouse 2016, IEEE TAES 52(4)), the method behind scipy's
-// linear_sum_assignment. Before it, a cheap start settles most rows with feasible duals:
-//   square problems:      JV's column reduction and two rounds of augmenting row reduction;
-//   rectangular (r < c):  row reduction (u_i = row minimum, v = 0), which keeps v <= 0 and free
-//                         columns at v = 0 as the rectangular dual requires.
-// Every assigned row then sits at its minimum reduced cost, which is what the path search needs.
+// linear_sum_assignment. Before it, JV's cheap start (jv_start) settles most rows with feasible
+// duals, adapted to rectangular problems.
 #pragma once
 
 #include <algorithm>
@@ -104,45 +101,54 @@ inline void augment_row(Workspace& w, int64_t nc, int64_t cur) {
   }
 }
 
-// JV start for a square problem: column reduction, then two rounds of augmenting row reduction.
-// Leaves every assigned row at its minimum reduced cost c_ij - v_j, u_i set from it; returns the
-// number of rows left free in w.free_rows.
-inline int64_t jv_start(Workspace& w, int64_t n) {
+// Start for the path search (Jonker & Volgenant 1987), leaving every assigned row at its minimum
+// reduced cost c_ij - v_j with u_i set from it; returns the number of rows left free (in
+// w.free_rows). Square problems begin with JV's column reduction (v_j = column minimum).
+// Rectangular ones (nr < nc) begin with v = 0 and each row on its cheapest free column: the
+// rectangular dual also needs v_j = 0 on unassigned columns, and the reduction below only lowers
+// v on columns that stay assigned. Then two rounds of augmenting row reduction: a free row takes
+// its cheapest column j1, lowering v[j1] until its second-cheapest column ties, and the evicted
+// owner of j1 becomes free (processed at once when v[j1] moved, else in the next round).
+inline int64_t jv_start(Workspace& w, int64_t nr, int64_t nc) {
   const double* __restrict__ C = w.C.data();
   double* __restrict__ v = w.v.data();
   int64_t* __restrict__ row4col = w.row4col.data();
   int64_t* __restrict__ col4row = w.col4row.data();
   int64_t* __restrict__ free_rows = w.free_rows.data();
-  // Column reduction: v_j = column minimum (rows scanned in memory order, branch-free), then each
-  // row that is the minimum of some column takes the last such column.
-  int64_t* __restrict__ arg = w.path.data();  // scratch until the path search
-  for (int64_t j = 0; j < n; ++j) v[j] = C[j], arg[j] = 0;
-  for (int64_t i = 1; i < n; ++i) {
-    const double* Ci = C + i * n;
-    for (int64_t j = 0; j < n; ++j) {
-      const bool lt = Ci[j] < v[j];
-      v[j] = lt ? Ci[j] : v[j];
-      arg[j] = lt ? i : arg[j];
+  if (nr == nc) {
+    int64_t* __restrict__ arg = w.path.data();  // scratch until the path search
+    for (int64_t j = 0; j < nc; ++j) v[j] = C[j], arg[j] = 0;
+    for (int64_t i = 1; i < nr; ++i) {  // rows in memory order, branch-free
+      const double* Ci = C + i * nc;
+      for (int64_t j = 0; j < nc; ++j) {
+        const bool lt = Ci[j] < v[j];
+        v[j] = lt ? Ci[j] : v[j];
+        arg[j] = lt ? i : arg[j];
+      }
+    }
+    for (int64_t j = nc - 1; j >= 0; --j)
+      if (col4row[arg[j]] < 0) col4row[arg[j]] = j, row4col[j] = arg[j];
+  } else {
+    for (int64_t i = 0; i < nr; ++i) {
+      const double* Ci = C + i * nc;
+      int64_t a = 0;
+      for (int64_t j = 1; j < nc; ++j) a = Ci[j] < Ci[a] ? j : a;
+      if (row4col[a] < 0) row4col[a] = i, col4row[i] = a;
     }
   }
-  for (int64_t j = n - 1; j >= 0; --j)
-    if (col4row[arg[j]] < 0) col4row[arg[j]] = j, row4col[j] = arg[j];
   int64_t n_free = 0;
-  for (int64_t i = 0; i < n; ++i)
+  for (int64_t i = 0; i < nr; ++i)
     if (col4row[i] < 0) free_rows[n_free++] = i;
   for (int round = 0; round < 2 && n_free > 0; ++round) {
-    // Augmenting row reduction: a free row takes its cheapest column j1, lowering v[j1] until its
-    // second-cheapest column ties, and the evicted owner of j1 becomes free (processed at once
-    // when v[j1] moved, else in the next round).
     int64_t k = 0, prev_free = n_free;
     n_free = 0;
     int64_t guard = 0;
-    while (k < prev_free && guard++ < 16 * n * n) {
+    while (k < prev_free && guard++ < 16 * nr * nc) {
       const int64_t i = free_rows[k++];
-      const double* Ci = C + i * n;
+      const double* Ci = C + i * nc;
       double u1 = Ci[0] - v[0], u2 = std::numeric_limits<double>::infinity();
       int64_t j1 = 0, j2 = -1;
-      for (int64_t j = 1; j < n; ++j) {  // two smallest reduced costs, branch-free
+      for (int64_t j = 1; j < nc; ++j) {  // two smallest reduced costs, branch-free
         const double h = Ci[j] - v[j];
         const bool lt1 = h < u1, lt2 = h < u2;
         u2 = lt1 ? u1 : (lt2 ? h : u2);
@@ -169,8 +175,8 @@ inline int64_t jv_start(Workspace& w, int64_t n) {
     }
     for (; k < prev_free; ++k) free_rows[n_free++] = free_rows[k];  // guard tripped: keep them free
   }
-  for (int64_t i = 0; i < n; ++i)
-    if (col4row[i] >= 0) w.u[i] = C[i * n + col4row[i]] - v[col4row[i]];
+  for (int64_t i = 0; i < nr; ++i)
+    if (col4row[i] >= 0) w.u[i] = C[i * nc + col4row[i]] - v[col4row[i]];
   return n_free;
 }
 
@@ -180,11 +186,7 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
   // Solve with rows <= cols: transpose tall blocks.
   const bool tr = rc > cc;
   const int64_t nr = tr ? cc : rc, nc = tr ? rc : cc;
-  // Nearly square problems get nc - nr dummy rows of zeros (they take the leftover columns at no
-  // cost, so the real rows' optimum is unchanged) and the JV start. Wider problems would pay for
-  // too many dummy rows (bench_assignment.py: 20x40 runs 2x slower padded, 50x60 1.4x faster).
-  const bool square = 4 * (nc - nr) <= nr;
-  w.resize(square ? nc : nr, nc);
+  w.resize(nr, nc);
   double* __restrict__ C = w.C.data();
   char* __restrict__ allowed = w.allowed.data();
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
@@ -209,26 +211,12 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
     for (int64_t k = 0; k < nr * nc; ++k)
       if (!allowed[k]) C[k] = F;
   }
-  if (square) {
-    std::fill(C + nr * nc, C + nc * nc, 0.0);
-    const int64_t n_free = jv_start(w, nc);
-    for (int64_t k = 0; k < n_free; ++k) augment_row(w, nc, w.free_rows[k]);
-  } else {
-    for (int64_t r = 0; r < nr; ++r) {
-      const double* Cr = C + r * nc;
-      int64_t arg = 0;
-      for (int64_t j = 1; j < nc; ++j) arg = Cr[j] < Cr[arg] ? j : arg;
-      w.u[r] = Cr[arg];
-      if (w.row4col[arg] < 0) w.row4col[arg] = r, w.col4row[r] = arg;
-    }
-    for (int64_t r = 0; r < nr; ++r)
-      if (w.col4row[r] < 0) augment_row(w, nc, r);
-  }
+  const int64_t n_free = jv_start(w, nr, nc);
+  for (int64_t k = 0; k < n_free; ++k) augment_row(w, nc, w.free_rows[k]);
   if (tr) {
     for (int64_t r = 0; r < rc; ++r) {
-      // Original row r is column r of the transposed problem; a dummy row there means unmatched.
-      const int64_t c = w.row4col[r];
-      out[r] = (c >= 0 && c < nr && allowed[c * nc + r]) ? c : -1;
+      const int64_t c = w.row4col[r];  // original row r is column r of the transposed problem
+      out[r] = (c >= 0 && allowed[c * nc + r]) ? c : -1;
     }
   } else {
     for (int64_t r = 0; r < rc; ++r) {
