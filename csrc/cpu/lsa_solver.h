@@ -22,9 +22,9 @@ namespace lsa {
 struct Workspace {
   std::vector<double> C, u, v, spc;  // cost (rows <= cols), duals, shortest path costs
   std::vector<int64_t> path, row4col, col4row, remaining, rows_seen, free_rows;
-  std::vector<char> SC, allowed;
+  std::vector<char> SC;
   void resize(int64_t nr, int64_t nc) {
-    if (static_cast<int64_t>(C.size()) < nr * nc) C.resize(nr * nc), allowed.resize(nr * nc);
+    if (static_cast<int64_t>(C.size()) < nr * nc) C.resize(nr * nc);
     if (static_cast<int64_t>(spc.size()) < nc) {
       v.resize(nc), spc.resize(nc), path.resize(nc), row4col.resize(nc), remaining.resize(nc);
       SC.resize(nc);
@@ -188,16 +188,13 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
   const int64_t nr = tr ? cc : rc, nc = tr ? rc : cc;
   w.resize(nr, nc);
   double* __restrict__ C = w.C.data();
-  char* __restrict__ allowed = w.allowed.data();
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   bool any_forbidden = false;
   for (int64_t r = 0; r < rc; ++r) {
     for (int64_t c = 0; c < cc; ++c) {
-      const double g = gate(static_cast<double>(cost[r * N + c]));
-      const int64_t k = tr ? c * nc + r : r * nc + c;
+      const double g = gate(static_cast<double>(cost[r * N + c]));  // NaN when forbidden
       const bool ok = g == g;
-      allowed[k] = ok;
-      C[k] = g;
+      C[tr ? c * nc + r : r * nc + c] = g;
       any_forbidden |= !ok;
       lo = ok && g < lo ? g : lo;
       hi = ok && g > hi ? g : hi;
@@ -208,20 +205,24 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
     if (!std::isfinite(F))
       throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
                              "them in float64");
-    for (int64_t k = 0; k < nr * nc; ++k)
-      if (!allowed[k]) C[k] = F;
+    for (int64_t k = 0; k < nr * nc; ++k) C[k] = C[k] == C[k] ? C[k] : F;  // branch-free
   }
   const int64_t n_free = jv_start(w, nr, nc);
   for (int64_t k = 0; k < n_free; ++k) augment_row(w, nc, w.free_rows[k]);
+  // A pair is reported only if allowed; the gate is re-read from the input for the chosen ones.
+  auto allowed = [&](int64_t r, int64_t c) {
+    const double g = gate(static_cast<double>(cost[r * N + c]));
+    return g == g;
+  };
   if (tr) {
     for (int64_t r = 0; r < rc; ++r) {
       const int64_t c = w.row4col[r];  // original row r is column r of the transposed problem
-      out[r] = (c >= 0 && allowed[c * nc + r]) ? c : -1;
+      out[r] = (c >= 0 && allowed(r, c)) ? c : -1;
     }
   } else {
     for (int64_t r = 0; r < rc; ++r) {
       const int64_t c = w.col4row[r];
-      out[r] = allowed[r * nc + c] ? c : -1;
+      out[r] = allowed(r, c) ? c : -1;
     }
   }
 }
