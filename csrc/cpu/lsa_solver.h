@@ -132,7 +132,12 @@ inline int64_t jv_start(Workspace& w, int64_t nr, int64_t nc) {
     for (int64_t i = 0; i < nr; ++i) {
       const double* Ci = C + i * nc;
       int64_t a = 0;
-      for (int64_t j = 1; j < nc; ++j) a = Ci[j] < Ci[a] ? j : a;
+      double m = Ci[0];
+      for (int64_t j = 1; j < nc; ++j) {
+        const bool lt = Ci[j] < m;
+        m = lt ? Ci[j] : m;
+        a = lt ? j : a;
+      }
       if (row4col[a] < 0) row4col[a] = i, col4row[i] = a;
     }
   }
@@ -188,19 +193,20 @@ void solve_problem(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
   const int64_t nr = tr ? cc : rc, nc = tr ? rc : cc;
   w.resize(nr, nc);
   double* __restrict__ C = w.C.data();
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   bool any_forbidden = false;
   for (int64_t r = 0; r < rc; ++r) {
     for (int64_t c = 0; c < cc; ++c) {
       const double g = gate(static_cast<double>(cost[r * N + c]));  // NaN when forbidden
-      const bool ok = g == g;
       C[tr ? c * nc + r : r * nc + c] = g;
-      any_forbidden |= !ok;
-      lo = ok && g < lo ? g : lo;
-      hi = ok && g > hi ? g : hi;
+      any_forbidden |= g != g;
     }
   }
   if (any_forbidden) {
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (int64_t k = 0; k < nr * nc; ++k) {  // range of the allowed entries (NaN compares false)
+      lo = C[k] < lo ? C[k] : lo;
+      hi = C[k] > hi ? C[k] : hi;
+    }
     const double F = forbidden_cost(lo, hi, nr);
     if (!std::isfinite(F))
       throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
