@@ -40,6 +40,32 @@ inline void check_grad(const char* op, const at::Tensor& grad, at::IntArrayRef e
               grad.scalar_type(), " on ", grad.device());
 }
 
+// Keypoint/temporal errors: pred, target [B, J, D] (dims = 3) or [S, T, J, D] (dims = 4) with
+// D <= 8, float32/float64 on one device; weight/valid [B, J] or [S, T] of pred's dtype.
+inline void check_keypoint_error(const char* op, const at::Tensor& pred, const at::Tensor& target,
+                                 const at::Tensor& weight, int64_t dims) {
+  TORCH_CHECK(pred.dim() == dims && pred.size(-1) >= 1 && pred.size(-1) <= 8, op, ": pred must be ",
+              dims == 3 ? "[B, J, D]" : "[S, T, J, D]", " with 1 <= D <= 8, got ", pred.sizes());
+  TORCH_CHECK(pred.scalar_type() == at::kFloat || pred.scalar_type() == at::kDouble, op,
+              ": pred must be float32 or float64, got ", pred.scalar_type());
+  TORCH_CHECK(target.sizes() == pred.sizes() && target.scalar_type() == pred.scalar_type() &&
+                  target.device() == pred.device(),
+              op, ": target must match pred ", pred.sizes(), " ", pred.scalar_type(), " on ",
+              pred.device(), ", got ", target.sizes(), " ", target.scalar_type(), " on ", target.device());
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == pred.size(0) && weight.size(1) == pred.size(1) &&
+                  weight.scalar_type() == pred.scalar_type() && weight.device() == pred.device(),
+              op, ": weight/valid must be [", pred.size(0), ", ", pred.size(1), "] ", pred.scalar_type(),
+              " on ", pred.device(), ", got ", weight.sizes(), " ", weight.scalar_type(), " on ",
+              weight.device());
+}
+
+inline void check_scale(const char* op, const at::Tensor& scale, const at::Tensor& pred) {
+  TORCH_CHECK(scale.dim() == 1 && scale.size(0) == pred.size(0) &&
+                  scale.scalar_type() == pred.scalar_type() && scale.device() == pred.device(),
+              op, ": scale must be [", pred.size(0), "] ", pred.scalar_type(), " on ", pred.device(),
+              ", got ", scale.sizes(), " ", scale.scalar_type(), " on ", scale.device());
+}
+
 // cost: [B, M, N] float32/float64; counts: int64 [B] on cost's device (values checked where the
 // data lives: the CPU kernel on the host, the CUDA kernel clamps without a host sync).
 inline void check_assignment(const at::Tensor& cost, const c10::optional<at::Tensor>& row_counts,

@@ -11,6 +11,15 @@ TORCH_LIBRARY(romp_fast, m) {
   m.def("_procrustes_align_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
   m.def("pa_mpjpe(Tensor pred, Tensor target, Tensor? weight) -> Tensor");
   m.def("_pa_mpjpe_backward(Tensor grad, Tensor pred, Tensor target, Tensor? weight) -> Tensor");
+  // Keypoint and temporal errors (romp_fast/ops/keypoint_losses.py).
+  m.def("masked_joint_error(Tensor pred, Tensor target, Tensor weight) -> Tensor");
+  m.def("_masked_joint_error_backward(Tensor grad, Tensor pred, Tensor target, Tensor weight) -> Tensor");
+  m.def("temporal_difference_error(Tensor pred, Tensor target, Tensor valid, int order) -> Tensor");
+  m.def("_temporal_difference_error_backward(Tensor grad, Tensor pred, Tensor target, Tensor valid, "
+        "int order) -> Tensor");
+  m.def("pairwise_displacement_error(Tensor pred, Tensor target, Tensor valid, Tensor scale) -> Tensor");
+  m.def("_pairwise_displacement_error_backward(Tensor grad, Tensor pred, Tensor target, Tensor valid, "
+        "Tensor scale) -> Tensor");
   // Linear assignment (romp_fast/ops/linear_assignment.py): cost [B, M, N]; counts int64 [B].
   m.def("linear_assignment(Tensor cost, Tensor? row_counts, Tensor? col_counts, float? max_cost, "
         "bool maximize) -> Tensor");

@@ -75,6 +75,11 @@ def _use_native(op: str, device: torch.device) -> bool:
     return False
 
 
+from romp_fast.ops.keypoint_losses import (  # noqa: E402
+    masked_joint_error,
+    pairwise_displacement_error,
+    temporal_difference_error,
+)
 from romp_fast.ops.linear_assignment import linear_assignment, solve_then_threshold  # noqa: E402
 from romp_fast.ops.procrustes import (  # noqa: E402
     pa_mpjpe,
@@ -86,10 +91,13 @@ __all__ = [
     "ReferenceFallbackWarning",
     "build_info",
     "linear_assignment",
+    "masked_joint_error",
     "native_available",
     "pa_mpjpe",
+    "pairwise_displacement_error",
     "procrustes_align",
     "similarity_transform",
     "solve_then_threshold",
+    "temporal_difference_error",
     "use_reference",
 ]

@@ -1,0 +1,347 @@
+// CPU kernels for the fused keypoint and temporal errors (romp_fast/ops/keypoint_losses.py):
+// one pass per sample or track forward, one backward, no intermediate tensors, samples spread over
+// at::parallel_for. Accumulation in double; zero-weight / invalid entries are skipped outright, so
+// their coordinates may be NaN.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "../checks.h"
+
+namespace romp_fast {
+namespace {
+
+template <class F>
+void for_items(const at::Tensor& x, int64_t work_per_item, const F& f) {
+  const int64_t n = x.size(0);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(work_per_item, 1));
+  at::parallel_for(0, n, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+template <class F>
+void dispatch(const at::Tensor& x, const F& f) {
+  if (x.scalar_type() == at::kDouble) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
+double norm(const double* d, int64_t D) {
+  double s = 0;
+  for (int64_t k = 0; k < D; ++k) s += d[k] * d[k];
+  return std::sqrt(s);
+}
+
+// ------------------------------------------------------------------ masked_joint_error
+// The joint loops are written for a compile-time D (2 and 3, the cases that matter; 0 = runtime D)
+// with selects instead of branches, so that they vectorise; a masked joint contributes exact zeros
+// whatever its coordinates.
+#define RF_STR_(x) #x
+#define RF_SIMD_SUM(...) _Pragma(RF_STR_(omp simd reduction(+ : __VA_ARGS__)))
+
+template <int DC, typename T>
+double sq_dist(const T* p, const T* g, int64_t D) {
+  const int64_t n = DC > 0 ? DC : D;
+  double s = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const double d = double(p[k]) - g[k];
+    s += d * d;
+  }
+  return s;
+}
+
+template <int DC, typename T>
+void mje_forward(const T* pp, const T* gp, const T* wp, int64_t J, int64_t D, T* out) {
+  const int64_t n = DC > 0 ? DC : D;
+  double W = 0, e = 0;
+  RF_SIMD_SUM(W, e)
+  for (int64_t j = 0; j < J; ++j) {
+    const double wj = wp[j];
+    const bool use = wj > 0;
+    const double dist = std::sqrt(sq_dist<DC>(pp + j * n, gp + j * n, n));
+    W += use ? wj : 0.0;
+    e += use ? wj * dist : 0.0;
+  }
+  *out = static_cast<T>(W > 0 ? e / W : 0.0);
+}
+
+template <int DC, typename T>
+void mje_backward(const T* pp, const T* gp, const T* wp, int64_t J, int64_t D, double grad, T* op) {
+  const int64_t n = DC > 0 ? DC : D;
+  double W = 0;
+  RF_SIMD_SUM(W)
+  for (int64_t j = 0; j < J; ++j) W += wp[j] > 0 ? double(wp[j]) : 0.0;
+  const double c = W > 0 ? grad / W : 0.0;
+  for (int64_t j = 0; j < J; ++j) {
+    const double wj = wp[j];
+    const double dist = std::sqrt(sq_dist<DC>(pp + j * n, gp + j * n, n));
+    // The zero subgradient at zero distance; a masked joint gets exactly 0.
+    const double f = (wj > 0 && dist > 0) ? c * wj / dist : 0.0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double d = double(pp[j * n + k]) - gp[j * n + k];
+      op[j * n + k] = static_cast<T>(f != 0 ? f * d : 0.0);
+    }
+  }
+}
+
+template <class F>
+void dispatch_dim(int64_t D, const F& f) {
+  if (D == 3) {
+    f(std::integral_constant<int, 3>{});
+  } else if (D == 2) {
+    f(std::integral_constant<int, 2>{});
+  } else {
+    f(std::integral_constant<int, 0>{});
+  }
+}
+
+at::Tensor masked_joint_error_cpu(const at::Tensor& pred, const at::Tensor& target, const at::Tensor& weight) {
+  check_keypoint_error("masked_joint_error", pred, target, weight, 3);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), w = weight.contiguous();
+  const int64_t J = pred.size(1), D = pred.size(2);
+  at::Tensor out = at::empty({pred.size(0)}, pred.options());
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *wp = w.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    dispatch_dim(D, [&](auto dc) {
+      for_items(p, J * D, [&](int64_t b) {
+        mje_forward<decltype(dc)::value>(pp + b * J * D, gp + b * J * D, wp + b * J, J, D, op + b);
+      });
+    });
+  });
+  return out;
+}
+
+at::Tensor masked_joint_error_backward_cpu(const at::Tensor& grad, const at::Tensor& pred,
+                                           const at::Tensor& target, const at::Tensor& weight) {
+  check_keypoint_error("_masked_joint_error_backward", pred, target, weight, 3);
+  check_grad("_masked_joint_error_backward", grad, {pred.size(0)}, pred);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), w = weight.contiguous(),
+                   gr = grad.contiguous();
+  const int64_t J = pred.size(1), D = pred.size(2);
+  at::Tensor out = at::empty_like(p);
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *wp = w.const_data_ptr<T>(),
+            *grp = gr.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    dispatch_dim(D, [&](auto dc) {
+      for_items(p, J * D, [&](int64_t b) {
+        mje_backward<decltype(dc)::value>(pp + b * J * D, gp + b * J * D, wp + b * J, J, D,
+                                          double(grp[b]), op + b * J * D);
+      });
+    });
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ temporal_difference_error
+// Frame t of the stencil: order 1 uses (t, t+1) with coefficients (-1, +1); order 2 uses
+// (t-1, t, t+1) with (+1, -2, +1), t = 1 .. T-2.
+struct Stencil {
+  int64_t order, first, last;  // t in [first, last)
+  int64_t offset(int64_t k) const { return order == 1 ? k : k - 1; }  // k-th frame relative to t
+  double coef(int64_t k) const { return order == 1 ? (k == 0 ? -1.0 : 1.0) : (k == 1 ? -2.0 : 1.0); }
+  int64_t size() const { return order + 1; }
+};
+
+Stencil stencil(int64_t order, int64_t T) {
+  return order == 1 ? Stencil{1, 0, std::max<int64_t>(T - 1, 0)} : Stencil{2, 1, std::max<int64_t>(T - 1, 1)};
+}
+
+template <typename T>
+bool stencil_ok(const Stencil& st, const T* v, int64_t t) {
+  for (int64_t k = 0; k < st.size(); ++k)
+    if (!(v[t + st.offset(k)] > 0)) return false;
+  return true;
+}
+
+at::Tensor temporal_difference_error_cpu(const at::Tensor& pred, const at::Tensor& target,
+                                         const at::Tensor& valid, int64_t order) {
+  check_keypoint_error("temporal_difference_error", pred, target, valid, 4);
+  TORCH_CHECK(order == 1 || order == 2, "temporal_difference_error: order must be 1 or 2, got ", order);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), v = valid.contiguous();
+  const int64_t T_ = pred.size(1), J = pred.size(2), D = pred.size(3);
+  const Stencil st = stencil(order, T_);
+  at::Tensor out = at::empty({pred.size(0)}, pred.options());
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    for_items(p, T_ * J * D, [&](int64_t s) {
+      const T* vs = vp + s * T_;
+      double e = 0, d[8];
+      int64_t n = 0;
+      for (int64_t t = st.first; t < st.last; ++t) {
+        if (!stencil_ok(st, vs, t)) continue;
+        double et = 0;
+        for (int64_t j = 0; j < J; ++j) {
+          for (int64_t k = 0; k < D; ++k) d[k] = 0;
+          for (int64_t q = 0; q < st.size(); ++q) {
+            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
+            for (int64_t k = 0; k < D; ++k) d[k] += st.coef(q) * (double(pp[i + k]) - gp[i + k]);
+          }
+          et += norm(d, D);
+        }
+        e += et / J, ++n;
+      }
+      op[s] = static_cast<T>(n > 0 ? e / n : 0.0);
+    });
+  });
+  return out;
+}
+
+at::Tensor temporal_difference_error_backward_cpu(const at::Tensor& grad, const at::Tensor& pred,
+                                                  const at::Tensor& target, const at::Tensor& valid,
+                                                  int64_t order) {
+  check_keypoint_error("_temporal_difference_error_backward", pred, target, valid, 4);
+  check_grad("_temporal_difference_error_backward", grad, {pred.size(0)}, pred);
+  TORCH_CHECK(order == 1 || order == 2, "temporal_difference_error: order must be 1 or 2, got ", order);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), v = valid.contiguous(),
+                   gr = grad.contiguous();
+  const int64_t T_ = pred.size(1), J = pred.size(2), D = pred.size(3);
+  const Stencil st = stencil(order, T_);
+  at::Tensor out = at::zeros_like(p);
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
+            *grp = gr.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    for_items(p, T_ * J * D, [&](int64_t s) {
+      const T* vs = vp + s * T_;
+      int64_t n = 0;
+      for (int64_t t = st.first; t < st.last; ++t) n += stencil_ok(st, vs, t);
+      if (n == 0) return;
+      const double c = double(grp[s]) / (double(n) * J);
+      double d[8];
+      for (int64_t t = st.first; t < st.last; ++t) {
+        if (!stencil_ok(st, vs, t)) continue;
+        for (int64_t j = 0; j < J; ++j) {
+          for (int64_t k = 0; k < D; ++k) d[k] = 0;
+          for (int64_t q = 0; q < st.size(); ++q) {
+            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
+            for (int64_t k = 0; k < D; ++k) d[k] += st.coef(q) * (double(pp[i + k]) - gp[i + k]);
+          }
+          const double nrm = norm(d, D);
+          if (!(nrm > 0)) continue;
+          for (int64_t q = 0; q < st.size(); ++q) {
+            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
+            for (int64_t k = 0; k < D; ++k) op[i + k] += static_cast<T>(c * st.coef(q) * d[k] / nrm);
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ pairwise_displacement_error
+// Each unordered pair {i, j} stands for both ordered pairs: |r_ij| = |r_ji| with
+// r_ij = s (p_i - p_j) - (g_i - g_j), so the T x T sum costs T (T - 1) / 2 distances.
+at::Tensor pairwise_displacement_error_cpu(const at::Tensor& pred, const at::Tensor& target,
+                                           const at::Tensor& valid, const at::Tensor& scale) {
+  check_keypoint_error("pairwise_displacement_error", pred, target, valid, 3);
+  check_scale("pairwise_displacement_error", scale, pred);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), v = valid.contiguous(),
+                   sc = scale.contiguous();
+  const int64_t T_ = pred.size(1), D = pred.size(2);
+  at::Tensor out = at::empty({pred.size(0)}, pred.options());
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
+            *sp = sc.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    for_items(p, T_ * T_ * D / 2, [&](int64_t s) {
+      const double sc_s = sp[s];
+      const T* vs = vp + s * T_;
+      double e = 0, d[8];
+      int64_t nv = 0;
+      for (int64_t i = 0; i < T_; ++i) {
+        if (!(vs[i] > 0)) continue;
+        ++nv;
+        const T *pi = pp + (s * T_ + i) * D, *gi = gp + (s * T_ + i) * D;
+        for (int64_t j = i + 1; j < T_; ++j) {
+          if (!(vs[j] > 0)) continue;
+          const T *pj = pp + (s * T_ + j) * D, *gj = gp + (s * T_ + j) * D;
+          for (int64_t k = 0; k < D; ++k) d[k] = sc_s * (double(pi[k]) - pj[k]) - (double(gi[k]) - gj[k]);
+          e += norm(d, D);
+        }
+      }
+      const double n = double(nv) * double(nv - 1);
+      op[s] = static_cast<T>(n > 0 ? 2 * e / n : 0.0);
+    });
+  });
+  return out;
+}
+
+at::Tensor pairwise_displacement_error_backward_cpu(const at::Tensor& grad, const at::Tensor& pred,
+                                                    const at::Tensor& target, const at::Tensor& valid,
+                                                    const at::Tensor& scale) {
+  check_keypoint_error("_pairwise_displacement_error_backward", pred, target, valid, 3);
+  check_scale("_pairwise_displacement_error_backward", scale, pred);
+  check_grad("_pairwise_displacement_error_backward", grad, {pred.size(0)}, pred);
+  const at::Tensor p = pred.contiguous(), g = target.contiguous(), v = valid.contiguous(),
+                   sc = scale.contiguous(), gr = grad.contiguous();
+  const int64_t T_ = pred.size(1), D = pred.size(2);
+  at::Tensor out = at::zeros_like(p);
+  dispatch(pred, [&](auto tag) {
+    using T = decltype(tag);
+    const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
+            *sp = sc.const_data_ptr<T>(), *grp = gr.const_data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    for_items(p, T_ * T_ * D / 2, [&](int64_t s) {
+      const double sc_s = sp[s];
+      const T* vs = vp + s * T_;
+      int64_t nv = 0;
+      for (int64_t i = 0; i < T_; ++i) nv += vs[i] > 0;
+      const double n = double(nv) * double(nv - 1);
+      if (!(n > 0)) return;
+      // d/dp_i of 2 |r_ij| / n is 2 s u_ij / n; d/dp_j is its negative.
+      const double c = 2 * double(grp[s]) * sc_s / n;
+      double d[8];
+      for (int64_t i = 0; i < T_; ++i) {
+        if (!(vs[i] > 0)) continue;
+        const T *pi = pp + (s * T_ + i) * D, *gi = gp + (s * T_ + i) * D;
+        T* oi = op + (s * T_ + i) * D;
+        for (int64_t j = i + 1; j < T_; ++j) {
+          if (!(vs[j] > 0)) continue;
+          const T *pj = pp + (s * T_ + j) * D, *gj = gp + (s * T_ + j) * D;
+          T* oj = op + (s * T_ + j) * D;
+          for (int64_t k = 0; k < D; ++k) d[k] = sc_s * (double(pi[k]) - pj[k]) - (double(gi[k]) - gj[k]);
+          const double nrm = norm(d, D);
+          if (!(nrm > 0)) continue;
+          for (int64_t k = 0; k < D; ++k) {
+            const double gk = c * d[k] / nrm;
+            oi[k] += static_cast<T>(gk);
+            oj[k] -= static_cast<T>(gk);
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(romp_fast, CPU, m) {
+  m.impl("masked_joint_error", &masked_joint_error_cpu);
+  m.impl("_masked_joint_error_backward", &masked_joint_error_backward_cpu);
+  m.impl("temporal_difference_error", &temporal_difference_error_cpu);
+  m.impl("_temporal_difference_error_backward", &temporal_difference_error_backward_cpu);
+  m.impl("pairwise_displacement_error", &pairwise_displacement_error_cpu);
+  m.impl("_pairwise_displacement_error_backward", &pairwise_displacement_error_backward_cpu);
+}
+
+}  // namespace romp_fast
