@@ -5,7 +5,7 @@
 #   2. build romp_fast._C with CUDA for this card (TORCH_CUDA_ARCH_LIST from its capability)
 #   3. romp_fast.ops.native_available('cuda')
 #   4. CUDA tests: pytest -m cuda (a failure is recorded, the script goes on)
-#   5. benchmarks/gpu_procrustes.py and gpu_assignment.py: GPU timings side by side with peers;
+#   5. benchmarks/gpu_procrustes.py, gpu_assignment.py, gpu_losses.py: GPU timings side by side;
 #      their tables are printed last
 # Logs and JSON go to $OUT (default ./gpu_out). Every step has a time cap so the whole run ends
 # well inside 8 minutes (typically: build 1-2 min, tests < 1 min, timings 1-2 min).
@@ -108,12 +108,20 @@ case $lsa_rc in
   *) lsa="FAILED (exit $lsa_rc)" ;;
 esac
 
+step "GPU loss timings (log: $OUT/gpu_losses.log)"
+loss_rc=0
+# shellcheck disable=SC2086
+timeout "$(cap 90)" "$PY" benchmarks/gpu_losses.py --out "$OUT" ${GPU_BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_losses.log" \
+  || loss_rc=$?
+
 step "summary"
-echo "build: $build | native cuda: $native | cuda tests: $tests | timings: $bench | assignment: $lsa | total $(( $(date +%s) - T0 )) s"
-grep -E "AGREEMENT FAILURE|Traceback|Error" "$OUT/gpu_procrustes.log" "$OUT/gpu_assignment.log" | head -n 20 || true
+echo "build: $build | native cuda: $native | cuda tests: $tests | timings: $bench | assignment: $lsa | losses: exit $loss_rc | total $(( $(date +%s) - T0 )) s"
+grep -E "AGREEMENT FAILURE|Traceback|Error" "$OUT/gpu_procrustes.log" "$OUT/gpu_assignment.log" \
+  "$OUT/gpu_losses.log" | head -n 20 || true
 echo
 # The timing table again, last (gpu_procrustes.py ends its output with it).
+sed -n '/^### Fused losses on/,$p' "$OUT/gpu_losses.log"
 sed -n '/^### Linear assignment on/,$p' "$OUT/gpu_assignment.log"
 sed -n '/^### PA-MPJPE on/,$p' "$OUT/gpu_procrustes.log"
 [ "$build" = ok ] && [ "$native" = yes ] && { [ "$tests_rc" = 0 ] || [ "$tests_rc" = 5 ]; } && [ "$bench_rc" = 0 ] \
-  && [ "$lsa_rc" = 0 ]
+  && [ "$lsa_rc" = 0 ] && [ "$loss_rc" = 0 ]
