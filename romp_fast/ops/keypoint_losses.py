@@ -162,7 +162,7 @@ if _NATIVE:
 
     @torch.library.register_fake("romp_fast::_masked_joint_error_backward")
     def _(grad, pred, target, weight):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     @torch.library.register_fake("romp_fast::temporal_difference_error")
     def _(pred, target, valid, order):
@@ -170,7 +170,7 @@ if _NATIVE:
 
     @torch.library.register_fake("romp_fast::_temporal_difference_error_backward")
     def _(grad, pred, target, valid, order):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     @torch.library.register_fake("romp_fast::pairwise_displacement_error")
     def _(pred, target, valid, scale):
@@ -178,7 +178,7 @@ if _NATIVE:
 
     @torch.library.register_fake("romp_fast::_pairwise_displacement_error_backward")
     def _(grad, pred, target, valid, scale):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     def _save(ctx, inputs, output):
         ctx.save_for_backward(*[x for x in inputs if isinstance(x, torch.Tensor)])

@@ -181,11 +181,11 @@ if _NATIVE:
 
     @torch.library.register_fake("romp_fast::procrustes_align")
     def _(pred, target, weight):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     @torch.library.register_fake("romp_fast::_procrustes_align_backward")
     def _(grad, pred, target, weight):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     @torch.library.register_fake("romp_fast::pa_mpjpe")
     def _(pred, target, weight):
@@ -193,7 +193,7 @@ if _NATIVE:
 
     @torch.library.register_fake("romp_fast::_pa_mpjpe_backward")
     def _(grad, pred, target, weight):
-        return torch.empty_like(pred)
+        return pred.new_empty(pred.shape)  # the kernels return contiguous tensors
 
     def _setup_context(ctx, inputs, output):
         pred, target, weight = inputs
