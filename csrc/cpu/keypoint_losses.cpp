@@ -249,6 +249,27 @@ at::Tensor temporal_difference_error_backward_cpu(const at::Tensor& grad, const 
 // ------------------------------------------------------------------ pairwise_displacement_error
 // Each unordered pair {i, j} stands for both ordered pairs: |r_ij| = |r_ji| with
 // r_ij = s (p_i - p_j) - (g_i - g_j), so the T x T sum costs T (T - 1) / 2 distances.
+// Sum over j > i of |s (p_i - p_j) - (g_i - g_j)| for the valid j, in a loop the compiler
+// vectorises (selects for validity, D fixed at 3 where it matters).
+template <int DC, typename T>
+double pair_row_sum(const T* p, const T* g, const T* v, int64_t i, int64_t Tn, int64_t D, double sc) {
+  const int64_t n = DC > 0 ? DC : D;
+  double pi[8], gi[8];
+  for (int64_t k = 0; k < n; ++k) pi[k] = sc * double(p[i * n + k]), gi[k] = g[i * n + k];
+  double e = 0;
+  RF_SIMD_SUM(e)
+  for (int64_t j = i + 1; j < Tn; ++j) {
+    double q = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double r = pi[k] - sc * double(p[j * n + k]) - (gi[k] - double(g[j * n + k]));
+      q += r * r;
+    }
+    const double d = std::sqrt(q);
+    e += v[j] > 0 ? d : 0.0;
+  }
+  return e;
+}
+
 at::Tensor pairwise_displacement_error_cpu(const at::Tensor& pred, const at::Tensor& target,
                                            const at::Tensor& valid, const at::Tensor& scale) {
   check_keypoint_error("pairwise_displacement_error", pred, target, valid, 3);
@@ -262,27 +283,61 @@ at::Tensor pairwise_displacement_error_cpu(const at::Tensor& pred, const at::Ten
     const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
             *sp = sc.const_data_ptr<T>();
     T* op = out.data_ptr<T>();
-    for_items(p, T_ * T_ * D / 2, [&](int64_t s) {
-      const double sc_s = sp[s];
-      const T* vs = vp + s * T_;
-      double e = 0, d[8];
-      int64_t nv = 0;
-      for (int64_t i = 0; i < T_; ++i) {
-        if (!(vs[i] > 0)) continue;
-        ++nv;
-        const T *pi = pp + (s * T_ + i) * D, *gi = gp + (s * T_ + i) * D;
-        for (int64_t j = i + 1; j < T_; ++j) {
-          if (!(vs[j] > 0)) continue;
-          const T *pj = pp + (s * T_ + j) * D, *gj = gp + (s * T_ + j) * D;
-          for (int64_t k = 0; k < D; ++k) d[k] = sc_s * (double(pi[k]) - pj[k]) - (double(gi[k]) - gj[k]);
-          e += norm(d, D);
+    dispatch_dim(D, [&](auto dc) {
+      constexpr int DC = decltype(dc)::value;
+      for_items(p, T_ * T_ * D / 2, [&](int64_t s) {
+        const T *ps = pp + s * T_ * D, *gs = gp + s * T_ * D, *vs = vp + s * T_;
+        double e = 0;
+        int64_t nv = 0;
+        for (int64_t i = 0; i < T_; ++i) {
+          if (!(vs[i] > 0)) continue;
+          ++nv;
+          e += pair_row_sum<DC>(ps, gs, vs, i, T_, D, double(sp[s]));
         }
-      }
-      const double n = double(nv) * double(nv - 1);
-      op[s] = static_cast<T>(n > 0 ? 2 * e / n : 0.0);
+        const double n = double(nv) * double(nv - 1);
+        op[s] = static_cast<T>(n > 0 ? 2 * e / n : 0.0);
+      });
     });
   });
   return out;
+}
+
+// Gradient of p_i: 2 s / n * sum over valid j != i of unit(r_ij); each lane of the j loop adds its
+// own term, so the loop vectorises (no scatter to p_j: row i gathers all its partners).
+template <int DC, typename T>
+void pair_row_grad(const T* p, const T* g, const T* v, int64_t i, int64_t Tn, int64_t D, double sc,
+                   double c, T* out) {
+  const int64_t n = DC > 0 ? DC : D;
+  double pi[8], gi[8], acc[8];
+  for (int64_t k = 0; k < n; ++k) pi[k] = sc * double(p[i * n + k]), gi[k] = g[i * n + k], acc[k] = 0;
+  double a0 = 0, a1 = 0, a2 = 0;
+  if (DC == 3) {
+    RF_SIMD_SUM(a0, a1, a2)
+    for (int64_t j = 0; j < Tn; ++j) {
+      const double r0 = pi[0] - sc * double(p[j * 3]) - (gi[0] - double(g[j * 3]));
+      const double r1 = pi[1] - sc * double(p[j * 3 + 1]) - (gi[1] - double(g[j * 3 + 1]));
+      const double r2 = pi[2] - sc * double(p[j * 3 + 2]) - (gi[2] - double(g[j * 3 + 2]));
+      const double q = std::sqrt(r0 * r0 + r1 * r1 + r2 * r2);
+      const bool ok = j != i && v[j] > 0 && q > 0;  // selects: an invalid frame's NaN adds 0
+      const double f = ok ? 1.0 / q : 0.0;
+      a0 += ok ? f * r0 : 0.0, a1 += ok ? f * r1 : 0.0, a2 += ok ? f * r2 : 0.0;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2;
+  } else {
+    double r[8];
+    for (int64_t j = 0; j < Tn; ++j) {
+      if (j == i || !(v[j] > 0)) continue;
+      double q = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        r[k] = pi[k] - sc * double(p[j * n + k]) - (gi[k] - double(g[j * n + k]));
+        q += r[k] * r[k];
+      }
+      q = std::sqrt(q);
+      if (!(q > 0)) continue;
+      for (int64_t k = 0; k < n; ++k) acc[k] += r[k] / q;
+    }
+  }
+  for (int64_t k = 0; k < n; ++k) out[i * n + k] = static_cast<T>(c * acc[k]);
 }
 
 at::Tensor pairwise_displacement_error_backward_cpu(const at::Tensor& grad, const at::Tensor& pred,
@@ -300,34 +355,18 @@ at::Tensor pairwise_displacement_error_backward_cpu(const at::Tensor& grad, cons
     const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
             *sp = sc.const_data_ptr<T>(), *grp = gr.const_data_ptr<T>();
     T* op = out.data_ptr<T>();
-    for_items(p, T_ * T_ * D / 2, [&](int64_t s) {
-      const double sc_s = sp[s];
-      const T* vs = vp + s * T_;
-      int64_t nv = 0;
-      for (int64_t i = 0; i < T_; ++i) nv += vs[i] > 0;
-      const double n = double(nv) * double(nv - 1);
-      if (!(n > 0)) return;
-      // d/dp_i of 2 |r_ij| / n is 2 s u_ij / n; d/dp_j is its negative.
-      const double c = 2 * double(grp[s]) * sc_s / n;
-      double d[8];
-      for (int64_t i = 0; i < T_; ++i) {
-        if (!(vs[i] > 0)) continue;
-        const T *pi = pp + (s * T_ + i) * D, *gi = gp + (s * T_ + i) * D;
-        T* oi = op + (s * T_ + i) * D;
-        for (int64_t j = i + 1; j < T_; ++j) {
-          if (!(vs[j] > 0)) continue;
-          const T *pj = pp + (s * T_ + j) * D, *gj = gp + (s * T_ + j) * D;
-          T* oj = op + (s * T_ + j) * D;
-          for (int64_t k = 0; k < D; ++k) d[k] = sc_s * (double(pi[k]) - pj[k]) - (double(gi[k]) - gj[k]);
-          const double nrm = norm(d, D);
-          if (!(nrm > 0)) continue;
-          for (int64_t k = 0; k < D; ++k) {
-            const double gk = c * d[k] / nrm;
-            oi[k] += static_cast<T>(gk);
-            oj[k] -= static_cast<T>(gk);
-          }
-        }
-      }
+    dispatch_dim(D, [&](auto dc) {
+      constexpr int DC = decltype(dc)::value;
+      for_items(p, T_ * T_ * D, [&](int64_t s) {
+        const T *ps = pp + s * T_ * D, *gs = gp + s * T_ * D, *vs = vp + s * T_;
+        int64_t nv = 0;
+        for (int64_t i = 0; i < T_; ++i) nv += vs[i] > 0;
+        const double n = double(nv) * double(nv - 1);
+        if (!(n > 0)) return;
+        const double c = 2 * double(grp[s]) * double(sp[s]) / n;
+        for (int64_t i = 0; i < T_; ++i)
+          if (vs[i] > 0) pair_row_grad<DC>(ps, gs, vs, i, T_, D, double(sp[s]), c, op + s * T_ * D);
+      });
     });
   });
   return out;
