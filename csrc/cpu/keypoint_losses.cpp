@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "../checks.h"
 
@@ -167,6 +168,55 @@ bool stencil_ok(const Stencil& st, const T* v, int64_t t) {
   return true;
 }
 
+// Stencil residual at frame t of one track for every joint, D fixed at compile time where it
+// matters; `scale` folds the backward's upstream factor into the unit vectors.
+template <int O, int DC, typename T>
+double stencil_sum(const T* p, const T* g, int64_t t, int64_t J, int64_t D) {
+  const int64_t n = DC > 0 ? DC : D, row = J * n;
+  const T *p0 = p + (O == 1 ? t : t - 1) * row, *g0 = g + (O == 1 ? t : t - 1) * row;
+  double e = 0;
+  RF_SIMD_SUM(e)
+  for (int64_t j = 0; j < J; ++j) {
+    double q = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t m = j * n + k;
+      const double a = double(p0[m]) - g0[m], b = double(p0[row + m]) - g0[row + m];
+      double d = b - a;  // order 1: x_{t+1} - x_t
+      if (O == 2) d = double(p0[2 * row + m]) - g0[2 * row + m] - 2 * b + a;
+      q += d * d;
+    }
+    e += std::sqrt(q);
+  }
+  return e;
+}
+
+template <int O, int DC, typename T>
+void stencil_unit(const T* p, const T* g, int64_t t, int64_t J, int64_t D, double c, double* u) {
+  const int64_t n = DC > 0 ? DC : D, row = J * n;
+  const T *p0 = p + (O == 1 ? t : t - 1) * row, *g0 = g + (O == 1 ? t : t - 1) * row;
+  for (int64_t j = 0; j < J; ++j) {
+    double d[8], q = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t m = j * n + k;
+      const double a = double(p0[m]) - g0[m], b = double(p0[row + m]) - g0[row + m];
+      d[k] = O == 1 ? b - a : double(p0[2 * row + m]) - g0[2 * row + m] - 2 * b + a;
+      q += d[k] * d[k];
+    }
+    q = std::sqrt(q);
+    const double f = q > 0 ? c / q : 0.0;  // the zero subgradient at zero residual
+    for (int64_t k = 0; k < n; ++k) u[j * n + k] = f * d[k];
+  }
+}
+
+template <class F>
+void dispatch_order(int64_t order, int64_t D, const F& f) {
+  if (order == 1) {
+    dispatch_dim(D, [&](auto dc) { f(std::integral_constant<int, 1>{}, dc); });
+  } else {
+    dispatch_dim(D, [&](auto dc) { f(std::integral_constant<int, 2>{}, dc); });
+  }
+}
+
 at::Tensor temporal_difference_error_cpu(const at::Tensor& pred, const at::Tensor& target,
                                          const at::Tensor& valid, int64_t order) {
   check_keypoint_error("temporal_difference_error", pred, target, valid, 4);
@@ -179,24 +229,18 @@ at::Tensor temporal_difference_error_cpu(const at::Tensor& pred, const at::Tenso
     using T = decltype(tag);
     const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>();
     T* op = out.data_ptr<T>();
-    for_items(p, T_ * J * D, [&](int64_t s) {
-      const T* vs = vp + s * T_;
-      double e = 0, d[8];
-      int64_t n = 0;
-      for (int64_t t = st.first; t < st.last; ++t) {
-        if (!stencil_ok(st, vs, t)) continue;
-        double et = 0;
-        for (int64_t j = 0; j < J; ++j) {
-          for (int64_t k = 0; k < D; ++k) d[k] = 0;
-          for (int64_t q = 0; q < st.size(); ++q) {
-            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
-            for (int64_t k = 0; k < D; ++k) d[k] += st.coef(q) * (double(pp[i + k]) - gp[i + k]);
-          }
-          et += norm(d, D);
+    dispatch_order(order, D, [&](auto oc, auto dc) {
+      constexpr int O = decltype(oc)::value, DC = decltype(dc)::value;
+      for_items(p, T_ * J * D, [&](int64_t s) {
+        const T *ps = pp + s * T_ * J * D, *gs = gp + s * T_ * J * D, *vs = vp + s * T_;
+        double e = 0;
+        int64_t n = 0;
+        for (int64_t t = st.first; t < st.last; ++t) {
+          if (!stencil_ok(st, vs, t)) continue;
+          e += stencil_sum<O, DC>(ps, gs, t, J, D) / J, ++n;
         }
-        e += et / J, ++n;
-      }
-      op[s] = static_cast<T>(n > 0 ? e / n : 0.0);
+        op[s] = static_cast<T>(n > 0 ? e / n : 0.0);
+      });
     });
   });
   return out;
@@ -210,37 +254,47 @@ at::Tensor temporal_difference_error_backward_cpu(const at::Tensor& grad, const 
   TORCH_CHECK(order == 1 || order == 2, "temporal_difference_error: order must be 1 or 2, got ", order);
   const at::Tensor p = pred.contiguous(), g = target.contiguous(), v = valid.contiguous(),
                    gr = grad.contiguous();
-  const int64_t T_ = pred.size(1), J = pred.size(2), D = pred.size(3);
+  const int64_t T_ = pred.size(1), J = pred.size(2), D = pred.size(3), row = J * D;
   const Stencil st = stencil(order, T_);
-  at::Tensor out = at::zeros_like(p);
+  at::Tensor out = at::empty_like(p);
   dispatch(pred, [&](auto tag) {
     using T = decltype(tag);
     const T *pp = p.const_data_ptr<T>(), *gp = g.const_data_ptr<T>(), *vp = v.const_data_ptr<T>(),
             *grp = gr.const_data_ptr<T>();
     T* op = out.data_ptr<T>();
-    for_items(p, T_ * J * D, [&](int64_t s) {
-      const T* vs = vp + s * T_;
-      int64_t n = 0;
-      for (int64_t t = st.first; t < st.last; ++t) n += stencil_ok(st, vs, t);
-      if (n == 0) return;
-      const double c = double(grp[s]) / (double(n) * J);
-      double d[8];
-      for (int64_t t = st.first; t < st.last; ++t) {
-        if (!stencil_ok(st, vs, t)) continue;
-        for (int64_t j = 0; j < J; ++j) {
-          for (int64_t k = 0; k < D; ++k) d[k] = 0;
-          for (int64_t q = 0; q < st.size(); ++q) {
-            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
-            for (int64_t k = 0; k < D; ++k) d[k] += st.coef(q) * (double(pp[i + k]) - gp[i + k]);
+    dispatch_order(order, D, [&](auto oc, auto dc) {
+      constexpr int O = decltype(oc)::value, DC = decltype(dc)::value;
+      at::parallel_for(0, p.size(0), std::max<int64_t>(1, 16384 / std::max<int64_t>(T_ * row, 1)),
+                       [&](int64_t s0, int64_t s1) {
+        // u[t] = c * unit residual of the stencil at t (0 where invalid); frame f then gathers
+        // sum_q coef_q u[f - offset_q]: no scatter, vectorisable.
+        std::vector<double> u(T_ * row);
+        for (int64_t s = s0; s < s1; ++s) {
+          const T *ps = pp + s * T_ * row, *gs = gp + s * T_ * row, *vs = vp + s * T_;
+          T* os = op + s * T_ * row;
+          int64_t n = 0;
+          for (int64_t t = st.first; t < st.last; ++t) n += stencil_ok(st, vs, t);
+          std::fill(u.begin(), u.end(), 0.0);
+          if (n > 0) {
+            const double c = double(grp[s]) / (double(n) * J);
+            for (int64_t t = st.first; t < st.last; ++t)
+              if (stencil_ok(st, vs, t)) stencil_unit<O, DC>(ps, gs, t, J, D, c, u.data() + t * row);
           }
-          const double nrm = norm(d, D);
-          if (!(nrm > 0)) continue;
-          for (int64_t q = 0; q < st.size(); ++q) {
-            const int64_t i = ((s * T_ + t + st.offset(q)) * J + j) * D;
-            for (int64_t k = 0; k < D; ++k) op[i + k] += static_cast<T>(c * st.coef(q) * d[k] / nrm);
+          for (int64_t f = 0; f < T_; ++f) {
+            T* o = os + f * row;
+            const double* un = f + (O == 1 ? 0 : 1) < T_ ? u.data() + (f + (O == 1 ? 0 : 1)) * row : nullptr;
+            const double* uc = O == 2 ? u.data() + f * row : nullptr;
+            const double* up = f - 1 >= 0 ? u.data() + (f - 1) * row : nullptr;
+            for (int64_t m = 0; m < row; ++m) {
+              // order 1: frame f is x_{t+1} of stencil f-1 (+1) and x_t of stencil f (-1);
+              // order 2: x_{t+1} of f-1 (+1), x_t of f (-2), x_{t-1} of f+1 (+1).
+              double a = up ? up[m] : 0.0;
+              a += O == 1 ? -(un ? un[m] : 0.0) : -2 * uc[m] + (un ? un[m] : 0.0);
+              o[m] = static_cast<T>(a);
+            }
           }
         }
-      }
+      });
     });
   });
   return out;
