@@ -37,12 +37,6 @@ void dispatch(const at::Tensor& x, const F& f) {
   }
 }
 
-double norm(const double* d, int64_t D) {
-  double s = 0;
-  for (int64_t k = 0; k < D; ++k) s += d[k] * d[k];
-  return std::sqrt(s);
-}
-
 // ------------------------------------------------------------------ masked_joint_error
 // The joint loops are written for a compile-time D (2 and 3, the cases that matter; 0 = runtime D)
 // with selects instead of branches, so that they vectorise; a masked joint contributes exact zeros
@@ -153,7 +147,6 @@ at::Tensor masked_joint_error_backward_cpu(const at::Tensor& grad, const at::Ten
 struct Stencil {
   int64_t order, first, last;  // t in [first, last)
   int64_t offset(int64_t k) const { return order == 1 ? k : k - 1; }  // k-th frame relative to t
-  double coef(int64_t k) const { return order == 1 ? (k == 0 ? -1.0 : 1.0) : (k == 1 ? -2.0 : 1.0); }
   int64_t size() const { return order + 1; }
 };
 
