@@ -147,8 +147,11 @@ inline int64_t jv_start(Workspace& w, int64_t nr, int64_t nc) {
   for (int round = 0; round < 2 && n_free > 0; ++round) {
     int64_t k = 0, prev_free = n_free;
     n_free = 0;
+    // At most 2 nr row scans a round: on dense 100x100 problems the reduction otherwise runs ~9
+    // scans a row, and the path search finishes those rows sooner (bench_assignment.py: 100x100
+    // 88 -> 74 us on one thread, smaller cases unchanged). Leftover rows stay free.
     int64_t guard = 0;
-    while (k < prev_free && guard++ < 16 * nr * nc) {
+    while (k < prev_free && guard++ < 2 * nr) {
       const int64_t i = free_rows[k++];
       const double* Ci = C + i * nc;
       double u1 = Ci[0] - v[0], u2 = std::numeric_limits<double>::infinity();
@@ -178,7 +181,7 @@ inline int64_t jv_start(Workspace& w, int64_t nr, int64_t nc) {
       }
       row4col[j1] = i, col4row[i] = j1;
     }
-    for (; k < prev_free; ++k) free_rows[n_free++] = free_rows[k];  // guard tripped: keep them free
+    for (; k < prev_free; ++k) free_rows[n_free++] = free_rows[k];  // scan budget spent: keep them free
   }
   for (int64_t i = 0; i < nr; ++i)
     if (col4row[i] >= 0) w.u[i] = C[i * nc + col4row[i]] - v[col4row[i]];
