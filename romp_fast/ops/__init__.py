@@ -75,6 +75,26 @@ def _use_native(op: str, device: torch.device) -> bool:
     return False
 
 
+def _as_weight(op: str, name: str, w: torch.Tensor, shape, like: torch.Tensor, shape_label: str = ""):
+    """Checks a per-point weight / validity tensor and returns it in ``like``'s dtype.
+
+    bool or non-negative float, ``shape`` on ``like``'s device. Negative and NaN values are refused
+    on CPU only: on CUDA the check would synchronise, and the kernels give NaN for that sample.
+    """
+    if w.shape != shape:
+        raise ValueError(f"{op}: {name} must be {shape_label}{list(shape)}, got {list(w.shape)}")
+    if w.device != like.device:
+        raise ValueError(f"{op}: {name} is on {w.device} but pred is on {like.device}")
+    if w.dtype != torch.bool and not w.is_floating_point():
+        raise TypeError(f"{op}: {name} must be bool or floating point, got {w.dtype}")
+    checked = w.dtype == torch.bool  # a mask cannot be negative or NaN
+    w = w.to(like.dtype)
+    if not checked and w.device.type == "cpu" and w.numel() and not bool((w >= 0).all()):
+        bad = (~(w >= 0)).nonzero()[0].tolist()
+        raise ValueError(f"{op}: {name} must be non-negative and not NaN, got {w[tuple(bad)].item()} at {bad}")
+    return w
+
+
 from romp_fast.ops.keypoint_losses import (  # noqa: E402
     masked_joint_error,
     pairwise_displacement_error,

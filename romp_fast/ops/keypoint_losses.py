@@ -39,20 +39,6 @@ def _float_like(op, pred, target):
         raise TypeError(f"{op}: target must be {pred.dtype} on {pred.device}, got {target.dtype} on {target.device}")
 
 
-def _mask(op, name, m, shape, pred):
-    if m.shape != shape:
-        raise ValueError(f"{op}: {name} must be {list(shape)}, got {list(m.shape)}")
-    if m.device != pred.device:
-        raise ValueError(f"{op}: {name} is on {m.device} but pred is on {pred.device}")
-    if m.dtype != torch.bool and not m.is_floating_point():
-        raise TypeError(f"{op}: {name} must be bool or floating point, got {m.dtype}")
-    checked = m.dtype == torch.bool
-    m = m.to(pred.dtype)
-    if not checked and m.device.type == "cpu" and m.numel() and not bool((m >= 0).all()):
-        raise ValueError(f"{op}: {name} must be non-negative and not NaN")
-    return m
-
-
 # ----------------------------------------------------------------------------- references
 def masked_joint_error_reference(pred, target, weight):
     use = weight > 0
@@ -105,7 +91,7 @@ def masked_joint_error(pred, target, weight=None):
     _float_like(op, pred, target)
     _no_grad_inputs(op, target=target, weight=weight)
     w = (torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device) if weight is None
-         else _mask(op, "weight", weight, pred.shape[:2], pred))
+         else _ops._as_weight(op, "weight", weight, pred.shape[:2], pred))
     if _ops._use_native(op, pred.device):
         return torch.ops.romp_fast.masked_joint_error(pred, target, w)
     return masked_joint_error_reference(pred, target, w)
@@ -126,7 +112,7 @@ def temporal_difference_error(pred, target, valid=None, order=2):
     _float_like(op, pred, target)
     _no_grad_inputs(op, target=target, valid=valid)
     v = (torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device) if valid is None
-         else _mask(op, "valid", valid, pred.shape[:2], pred))
+         else _ops._as_weight(op, "valid", valid, pred.shape[:2], pred))
     if _ops._use_native(op, pred.device):
         return torch.ops.romp_fast.temporal_difference_error(pred, target, v, int(order))
     return temporal_difference_error_reference(pred, target, v, order)
@@ -145,7 +131,7 @@ def pairwise_displacement_error(pred, target, valid=None, scale=None):
     _no_grad_inputs(op, target=target, valid=valid, scale=scale)
     S = pred.shape[0]
     v = (torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device) if valid is None
-         else _mask(op, "valid", valid, pred.shape[:2], pred))
+         else _ops._as_weight(op, "valid", valid, pred.shape[:2], pred))
     s = torch.as_tensor(1.0 if scale is None else scale, dtype=pred.dtype, device=pred.device)
     s = s.expand(S).contiguous() if s.dim() == 0 else s
     if s.shape != (S,):

@@ -47,20 +47,9 @@ def _prepare(op, pred, target, weight):
         raise ValueError(f"{op}: differentiable in pred only; detach target")
     if weight is None:
         return None
-    if weight.shape != pred.shape[:2]:
-        raise ValueError(f"{op}: weight must be [B, N] = {list(pred.shape[:2])}, got {list(weight.shape)}")
-    if weight.device != pred.device:
-        raise ValueError(f"{op}: weight is on {weight.device} but pred is on {pred.device}")
     if torch.is_grad_enabled() and weight.requires_grad:
         raise ValueError(f"{op}: weight is not differentiable; detach it")
-    if weight.dtype != torch.bool and not weight.is_floating_point():
-        raise TypeError(f"{op}: weight must be bool or floating point, got {weight.dtype}")
-    checked = weight.dtype == torch.bool  # a mask cannot be negative or NaN
-    weight = weight.to(pred.dtype)
-    if not checked and weight.device.type == "cpu" and weight.numel() and not bool((weight >= 0).all()):
-        bad = (~(weight >= 0)).nonzero()[0].tolist()
-        raise ValueError(f"{op}: weights must be non-negative and not NaN, got {weight[tuple(bad)].item()} at {bad}")
-    return weight
+    return _ops._as_weight(op, "weight", weight, pred.shape[:2], pred, "[B, N] = ")
 
 
 def _fit_reference(pred, target, weight):
