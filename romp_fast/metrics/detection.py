@@ -7,7 +7,7 @@ def detection_prf(tp: int, fp: int, fn: int) -> dict[str, float]:
 
     ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)``, ``F1`` their harmonic mean. An empty
     denominator gives 0 (nothing predicted, or nothing to find), except that with no ground truth and
-    no prediction all three are 1 (nothing was missed and nothing was invented), as AGORA's kit counts.
+    no prediction all three are 1 (nothing was missed and nothing was invented).
     """
     tp, fp, fn = int(tp), int(fp), int(fn)
     if min(tp, fp, fn) < 0:
