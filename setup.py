@@ -72,6 +72,7 @@ def extension():
 
 setup(
     packages=find_packages(include=["romp_fast", "romp_fast.*"]),
+    package_data={"romp_fast": ["configs/*.yaml"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
 )

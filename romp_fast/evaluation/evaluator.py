@@ -3,9 +3,9 @@
 An evaluator accumulates per-person or per-image results in :meth:`process` and turns them into
 named numbers in :meth:`evaluate`. Protocol details (joint maps, units, miss penalties, matching
 rule) live in the evaluator; the numbers come from the pure functions in ``romp_fast.metrics``.
-In distributed runs :meth:`evaluate` is called on every rank after the accumulated state has been
-gathered (``romp_fast.engine.distributed.gather_evaluator_state``); evaluators that support that
-expose their state as ``state_dict() -> dict[str, list | Tensor]`` and ``load_state(list_of_dicts)``.
+In distributed runs each rank processes its shard; ``romp_fast.evaluation.inference.inference_on_dataset``
+then gathers every rank's ``state_dict()`` (plain Python containers) and hands the list to
+``load_states(states)`` before :meth:`evaluate`, so every rank returns the numbers of the whole set.
 """
 from __future__ import annotations
 
