@@ -121,7 +121,8 @@ def run(args) -> dict:
                           start_iter=start_iter, num_workers=cfg["data"]["num_workers"])
     storage = EventStorage(start_iter)
     trainer = Trainer(model, criterion, optimizer, loader, max_iter=s["max_iter"], start_iter=start_iter,
-                      device=device, amp=s["amp"], grad_clip=s["grad_clip"], storage=storage)
+                      device=device, amp=s["amp"], grad_clip=s["grad_clip"], storage=storage,
+                      freeze_bn=s["freeze_bn"])
     t = cfg["train"]
     eval_hook = EvalHook(make_evaluate(cfg, net, device, val_set), t["eval_period"], t["eval_at_start"])
     ck_dir = run_dir / "checkpoints"

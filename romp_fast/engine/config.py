@@ -56,6 +56,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "warmup_factor": 0.001,
         "amp": "off",            # off | fp16 (CUDA, with GradScaler) | bf16
         "grad_clip": None,       # max global grad norm; None = off (ROMP clips nothing)
+        "freeze_bn": False,      # BatchNorm in eval mode while training (trainer.py explains)
     },
     "train": {
         "log_period": 20,

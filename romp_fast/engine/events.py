@@ -40,8 +40,10 @@ class EventStorage:
         return h[len(h) // 2] if h else math.nan
 
     def smoothed(self) -> dict[str, float]:
-        """Window medians of every smoothed scalar (what the log line and JSONL show)."""
-        return {k: self.median(k) for k in self._hist}
+        """Window medians of smoothed scalars, latest values of the others (what the writers show)."""
+        out = {k: v for k, (v, _) in self._latest.items() if k not in self._hist}
+        out.update({k: self.median(k) for k in self._hist})
+        return out
 
     def record(self, kind: str, values: dict[str, Any]) -> None:
         """A non-smoothed event (an evaluation result) for the writers to emit once."""
@@ -60,9 +62,9 @@ class JSONLWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a", buffering=1)
 
-    def write(self, storage: EventStorage, records: list[dict]) -> None:
+    def write(self, storage: EventStorage, records: list[dict], scalars: bool = True) -> None:
         row = {"kind": "train", "iteration": storage.iter, "time": time.time(), **storage.smoothed()}
-        for r in [row] + records:
+        for r in ([row] if scalars else []) + records:
             self._fh.write(json.dumps(r, default=float, allow_nan=True) + "\n")
         self._fh.flush()
 
@@ -76,8 +78,8 @@ class TensorBoardWriter:
 
         self._w = SummaryWriter(str(log_dir))
 
-    def write(self, storage: EventStorage, records: list[dict]) -> None:
-        for k, v in storage.smoothed().items():
+    def write(self, storage: EventStorage, records: list[dict], scalars: bool = True) -> None:
+        for k, v in (storage.smoothed() if scalars else {}).items():
             if math.isfinite(v):
                 self._w.add_scalar(k, v, storage.iter)
         for r in records:
@@ -118,16 +120,18 @@ class ConsoleWriter:
         eta = (self.max_iter - it) / rate if rate and rate > 0 else math.nan
         return rate, eta
 
-    def write(self, storage: EventStorage, records: list[dict]) -> None:
+    def write(self, storage: EventStorage, records: list[dict], scalars: bool = True) -> None:
         it = storage.iter
         rate, eta = self._rate(it)
         s = storage.smoothed()
         parts = [f"iter {it}/{self.max_iter}", f"{rate:.2f} it/s", f"eta {_hms(eta)}"]
-        for k in ("loss/total", "lr", "time/step", "time/data"):
+        for k, label in (("loss/total", "loss"), ("lr", "lr"), ("time/total", "s/it"), ("time/data", "data s")):
             if k in s:
-                parts.append(f"{k.split('/')[-1]} {s[k]:.4g}")
+                parts.append(f"{label} {s[k]:.4g}")
         line = "  ".join(parts)
-        if self.bar:
+        if not scalars:
+            pass
+        elif self.bar:
             frac = min(max(it / max(self.max_iter, 1), 0), 1)
             bar = "#" * int(frac * 20) + "." * (20 - int(frac * 20))
             self.stream.write(f"\r[{bar}] {line}\x1b[K")

@@ -39,14 +39,12 @@ class EvalHook(HookBase):
         self.history: list[dict] = []
 
     def _run(self, it: int) -> None:
-        model = self.trainer.model
-        was_training = model.training
-        model.eval()
+        self.trainer.model.eval()
         try:
             with torch.no_grad():
                 res = self.evaluate()
         finally:
-            model.train(was_training)
+            self.trainer.train_mode()
         self.last, self.last_iter = res, it
         self.history.append({"iteration": it, **res})
         self.trainer.storage.record("eval", res)
@@ -165,11 +163,14 @@ class WriterHook(HookBase):
 
     def __init__(self, writers: list, period: int):
         self.writers, self.period = writers, period
+        self._written: int | None = None
 
     def _write(self) -> None:
+        scalars = self._written != self.trainer.storage.iter  # each iteration's scalars once
+        self._written = self.trainer.storage.iter
         records = self.trainer.storage.take_records()
         for w in self.writers:
-            w.write(self.trainer.storage, records)
+            w.write(self.trainer.storage, records, scalars)
 
     def after_step(self) -> None:
         nxt = self.trainer.iter + 1
@@ -182,7 +183,8 @@ class WriterHook(HookBase):
             self._write()
 
     def after_train(self) -> None:
-        self._write()
+        if self.trainer.storage._pending or self._written != self.trainer.storage.iter:
+            self._write()
         for w in self.writers:
             w.close()
 

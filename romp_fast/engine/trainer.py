@@ -54,11 +54,14 @@ class Trainer:
         criterion: ``criterion(maps, parsed, batch) -> (total, logs)``.
         amp: "off", "fp16" (CUDA autocast + GradScaler) or "bf16" (autocast, no scaler).
         grad_clip: max global gradient norm, or None.
+        freeze_bn: keep BatchNorm layers in eval mode while training (running statistics fixed, each
+            sample's forward independent of its batch: what makes a DDP run equal to one process
+            with the same global batch, and the usual choice when fine-tuning with small batches).
     """
 
     def __init__(self, model, criterion, optimizer, data_loader, *, max_iter: int, start_iter: int = 0,
                  device: torch.device = torch.device("cpu"), amp: str = "off", grad_clip: float | None = None,
-                 storage: EventStorage | None = None):
+                 storage: EventStorage | None = None, freeze_bn: bool = False):
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
         self.data_loader = data_loader
         self.max_iter, self.start_iter, self.iter = max_iter, start_iter, start_iter
@@ -69,6 +72,7 @@ class Trainer:
         self.storage = storage or EventStorage(start_iter)
         self.hooks: list[HookBase] = []
         self.skipped_steps = 0
+        self.freeze_bn = freeze_bn
         self._data_iter = None
 
     def register_hooks(self, hooks: Iterable[HookBase]) -> None:
@@ -80,8 +84,16 @@ class Trainer:
         for h in self.hooks:
             getattr(h, name)()
 
-    def train(self) -> None:
+    def train_mode(self) -> None:
+        """Put the model in training mode (BatchNorm excepted under ``freeze_bn``)."""
         self.model.train()
+        if self.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def train(self) -> None:
+        self.train_mode()
         self._call("before_train")
         try:
             for self.iter in range(self.start_iter, self.max_iter):

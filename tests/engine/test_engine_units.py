@@ -190,7 +190,7 @@ def test_console_writer_plain_lines_when_not_a_terminal():
     st.record("eval", {"MPJPE_mm": 12.5})
     w.write(st, st.take_records())
     out = buf.getvalue()
-    assert "\r" not in out and "iter 4/10" in out and "total 2" in out and "MPJPE_mm 12.5" in out
+    assert "\r" not in out and "iter 4/10" in out and "loss 2" in out and "MPJPE_mm 12.5" in out
     assert math.isclose(st.median("loss/total"), 2.0)
     bar = io.StringIO()
     ConsoleWriter(10, 0, "on", stream=bar).write(st, [])
