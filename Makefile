@@ -8,7 +8,7 @@ EXT_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*
 EXT    := $(VENV)/.ext-built
 PYTEST_ARGS ?=
 
-.PHONY: test bench bench-smoke gpu-check cuda-compile-check clean
+.PHONY: train test bench bench-smoke gpu-check cuda-compile-check clean
 
 # A base Python that already has torch (e.g. a CUDA build) is reused through system site-packages.
 $(BIN)/python:
@@ -24,6 +24,10 @@ $(DEPS): pyproject.toml | $(BIN)/python
 $(EXT): $(EXT_SOURCES) | $(DEPS)
 	$(BIN)/python setup.py -q build_ext --inplace
 	touch $@
+
+# The CPU default on synthetic data (about 10 minutes on 2 cores); TRAIN_ARGS adds key=value overrides.
+train: $(DEPS) $(EXT)
+	$(BIN)/python -m romp_fast.train $(TRAIN_ARGS)
 
 test: $(DEPS) $(EXT)
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
