@@ -22,7 +22,6 @@ from __future__ import annotations
 import warnings
 from typing import Mapping
 
-import torch
 from torch import Tensor
 
 from romp_fast.data.heatmap import batch_center_heatmaps

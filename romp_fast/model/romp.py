@@ -25,19 +25,19 @@ from romp_fast.model.backbone import DEPTHS, ResNet, load_pretrained
 from romp_fast.model.heads import Heads, Neck
 
 # CPU defaults; ROMP's paper settings are backbone_depth 50, width 64, input_size 512, map_size 64
-# (the engine's YAML presets set those). The defaults give ~0.25-0.35 s per training step
-# (forward + backward + criterion, batch 16, 2 threads; see the README's model section).
+# (the engine's YAML presets set those). The defaults take ~0.12-0.15 s per training step (forward,
+# parse, criterion, backward, Adam; batch 16 at 128 px, 2 shared threads; README model section).
 MODEL_DEFAULTS: dict = {
     "backbone_depth": 10,      # 10, 18, 34, 50, 101, 152 (backbone.DEPTHS)
     "width": 16,               # stem channels (ResNet paper: 64)
     "input_size": 128,         # square input side, pixels (ROMP: 512)
     "map_size": 32,            # output map side (ROMP: 64); input_size / map_size in 4, 8, 16, 32
-    "head_channels": 64,       # neck and head width (ROMP's heads: 64 at 64 x 64)
+    "head_channels": 64,       # neck and head width
     "head_layers": 1,          # 3x3 conv blocks per head after the CoordConv input
     "projection": "perspective",  # "perspective" (BEV) or "weak" (ROMP); see the module docstring
     "fov_deg": 60.0,           # perspective camera FOV (BEV and the synthetic scenes: 60)
     "top_k": 16,               # peaks kept per image (ROMP: max_person = 64)
-    "conf_thresh": 0.25,       # centre score threshold (ROMP: centermap_conf_thresh 0.25)
+    "conf_thresh": 0.25,       # centre score threshold (ROMP argparse default 0.25; v1.yml 0.2, BEV 0.12)
     "nms_kernel": 5,           # max-pool NMS window (ROMP: 5)
     "init_cam_scale": 0.3,     # initial s: a person ~5.8 m away at FOV 60 (synthetic: 3-9 m)
     "cam_offset_from_cell": True,  # (ty, tx) relative to the detecting cell (heads.py docstring)

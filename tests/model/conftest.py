@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from romp_fast.data import SyntheticScenes, collate
 

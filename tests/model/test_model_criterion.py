@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from romp_fast.data import batch_center_heatmaps
-from romp_fast.data import SyntheticScenes, collate
+from romp_fast.data import SyntheticScenes, batch_center_heatmaps, collate
 from romp_fast.losses import (PRESETS, GMMPosePrior, cam_loss, centermap_focal_loss, gmm_prior_loss, kp2d_loss,
                               mpjpe_loss, pampjpe_loss, pose_loss, shape_loss)
 from romp_fast.model import RompCriterion, build_model
@@ -118,6 +117,8 @@ def test_batch_without_people(model, batch4):
     total, logs = crit(maps, parsed, empty)
     assert torch.isfinite(total)
     total.backward()
+    # every head stays in the graph (zero gradients, not None), as ROMP's dummy sample ensures for DDP
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_overfit_two_images(body, small_cfg):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from romp_fast.model import PARAM_CHANNELS, build_model, center_nms, match_nearest_peaks, perspective_project, top_peaks
+from romp_fast.model import (PARAM_CHANNELS, build_model, center_nms, match_nearest_peaks, perspective_project, top_peaks,
+                             weak_perspective_project)
 from romp_fast.model.parser import centers_to_cells, gather_cells
 
 
@@ -148,5 +149,8 @@ def test_parse_infer_padded(body):
         assert (out[k][1] == 0).all(), k
     assert torch.allclose(out["kp2d"][0], perspective_project(out["kp3d"][0], out["cam"][0]), atol=1e-6)
     assert "verts" not in model.parse_infer(maps, with_verts=False)
+    weak = build_model({"width": 8, "head_channels": 16, "map_size": 8, "input_size": 64, "top_k": 3,
+                        "projection": "weak"}, body_model=body).parse_infer(maps, with_verts=False)
+    assert torch.allclose(weak["kp2d"][0], weak_perspective_project(out["kp3d"][0], out["cam"][0]), atol=1e-6)
     empty = model.parse_infer({k: v * 0 for k, v in maps.items()})
     assert empty["counts"].tolist() == [0, 0] and empty["kp3d"].shape == (2, 3, 54, 3)
