@@ -34,13 +34,15 @@ def columns(sc):
     return {"imgPath": rows, "isValid": [[p["valid"] for p in sc[r]] for r in rows],
             "occlusion": [[p["occ"] for p in sc[r]] for r in rows], "kid": [[p["kid"] for p in sc[r]] for r in rows],
             "gt_joints_2d": [[p["j2"] for p in sc[r]] for r in rows],
-            "gt_joints_3d": [[p["j3"] for p in sc[r]] for r in rows], "gt_verts": [[p["v"] for p in sc[r]] for r in rows]}
+            "gt_joints_3d": [[p["j3"] for p in sc[r]] for r in rows],
+            "gt_verts": [[p["v"] for p in sc[r]] for r in rows]}
 
 
 def write_npz(path, sc, drop=()):
     people = [(i, p) for i, img in enumerate(sc) for p in sc[img]]
     arrays = {"imgPath": np.array(list(sc)), "person_image": np.array([i for i, _ in people]),
-              "isValid": np.array([p["valid"] for _, p in people]), "occlusion": np.array([p["occ"] for _, p in people]),
+              "isValid": np.array([p["valid"] for _, p in people]),
+              "occlusion": np.array([p["occ"] for _, p in people]),
               "kid": np.array([p["kid"] for _, p in people]), "gt_joints_2d": np.array([p["j2"] for _, p in people]),
               "gt_joints_3d": np.array([p["j3"] for _, p in people]), "gt_verts": np.array([p["v"] for _, p in people])}
     np.savez(path, **{k: v for k, v in arrays.items() if k not in drop})
@@ -91,7 +93,8 @@ def expected(sc, truth, fp):
         f1 = 2 * prec * rec / (prec + rec)
         j = np.mean([r[2] for r in rs if r[1]])
         v = np.mean([r[3] for r in rs if r[1]])
-        return {"precision": prec, "recall": rec, "F1": f1, "MPJPE_mm": j, "MVE_mm": v, "NMJE_mm": j / f1, "NMVE_mm": v / f1}
+        return {"precision": prec, "recall": rec, "F1": f1, "MPJPE_mm": j, "MVE_mm": v,
+                "NMJE_mm": j / f1, "NMVE_mm": v / f1}
     return sub(recs), sub([r for r in recs if r[0]])
 
 
@@ -144,7 +147,7 @@ def test_dataframe_pickle_via_pandas_and_conversion(tmp_path, monkeypatch):
     b = score_agora(npz, preds)
     assert a.summary == pytest.approx(b.summary, rel=1e-6)  # gt_verts are stored as float32
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
-    with pytest.raises(BenchmarkFileError, match="validation_0_withjv.pkl: reading AGORA's DataFrame pickles needs pandas"):
+    with pytest.raises(BenchmarkFileError, match="validation_0_withjv.pkl: reading AGORA's DataFrame pickles needs"):
         score_agora(tmp_path / "validation_0_withjv.pkl", preds)
 
 
@@ -215,3 +218,29 @@ def test_malformed_files_name_file_and_field(tmp_path):
         pickle.dump({"joints": np.zeros((24, 2)), "run": print}, fh)  # a global a prediction never holds
     with pytest.raises(BenchmarkFileError, match=r"personId_0.pkl: refused to load global 'builtins.print'"):
         score_agora(gt, preds)
+
+
+def test_box_spans_all_gt_joints_like_the_kit(tmp_path):
+    """The kit matches on the first 24 joints but boxes all of a GT person's joints: far-flung
+    extra joints (24..44) shrink the IoU under 0.1 and the person is missed."""
+    sc = {IMG[0]: [person(1000)]}
+    preds, _ = write_preds(tmp_path / "pred", sc)
+    assert score_agora(write_npz(tmp_path / "a.npz", sc), preds).summary["misses"] == 0
+    sc[IMG[0]][0]["j2"][24:] = [[0.0, 0.0]] * 10 + [[3800.0, 2100.0]] * 11
+    r = score_agora(write_npz(tmp_path / "b.npz", sc), preds, progress=True)
+    assert r.summary["misses"] == 1 and r.summary["false_positives"] == 1
+    assert score_agora(tmp_path / "b.npz", preds, matching="hungarian", max_dist=50.0).summary["misses"] == 0
+
+
+def test_result_files(tmp_path):
+    import json
+
+    from romp_fast.evaluation.report import format_result, write_result
+
+    sc = scene()
+    preds, _ = write_preds(tmp_path / "pred", sc, noise=0.01)
+    r = score_agora(write_npz(tmp_path / "gt.npz", sc), preds)
+    paths = write_result(r, tmp_path / "out")
+    assert {p.name for p in paths} == {"agora.json", "agora_subsets.csv", "agora_occlusion.csv"}
+    assert json.loads((tmp_path / "out" / "agora.json").read_text())["summary"]["F1"] == pytest.approx(r.summary["F1"])
+    assert "NMJE_mm" in format_result(r)

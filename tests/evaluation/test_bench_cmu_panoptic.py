@@ -172,10 +172,23 @@ def test_malformed_files_name_file_and_field(tmp_path):
         score_cmu_panoptic(gpath, bad)
     name = "160906_pizza1-00_16_00000100.jpg"
     bad = save_npz(tmp_path / "shape.npz", results={name: [np.zeros((2, 17, 2)), np.zeros((2, 17, 2))]})
-    with pytest.raises(BenchmarkFileError, match=rf"shape.npz: image '{name}' field 'kp3d' must have shape \[2, 17, 3\]"):
+    with pytest.raises(BenchmarkFileError, match=rf"shape.npz: image '{name}' field 'kp3d' must have shape \[2, 17, 3"):
         score_cmu_panoptic(gpath, bad)
     badgt = save_npz(tmp_path / "g.npz", annots={name: [np.zeros((2, 13, 2)), np.zeros((2, 14, 3))]})
     with pytest.raises(BenchmarkFileError, match=r"g.npz: image .* field 'kp2d' must have shape \[\*, 14, 2\]"):
         score_cmu_panoptic(badgt, bad)
     with pytest.raises(BenchmarkFileError, match="nothere.npz: file not found"):
         score_cmu_panoptic(tmp_path / "nothere.npz", bad)
+
+
+def test_result_files(tmp_path):
+    from romp_fast.evaluation.report import write_result
+
+    gt = scene()
+    ppath, _ = write_preds(tmp_path, gt, {}, drop={("160906_pizza1-00_16_00000100.jpg", 1)})
+    r = score_cmu_panoptic(save_npz(tmp_path / "annots.npz", annots=gt), ppath)
+    paths = write_result(r, tmp_path / "out")
+    assert {p.name for p in paths} == {"cmu-panoptic.json", "cmu_panoptic_sequences.csv"}
+    data = json.loads((tmp_path / "out" / "cmu-panoptic.json").read_text())
+    assert data["summary"]["MPJPE_mafia_mm"] is None  # NaN -> null
+    assert (tmp_path / "out" / "cmu_panoptic_sequences.csv").read_text().startswith("sequence,type,images,people")

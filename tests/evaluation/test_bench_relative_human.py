@@ -73,9 +73,11 @@ def write_preds(tmp_path, scene, z, drop=(), extra=(), shuffle=False, noise=0.0,
             age = a if ages is None else ages[(img, i)]
             betas = np.zeros(11)
             betas[10] = AGE_CENTRE[age] if age >= 0 else 0.0
-            people.append({"kp2ds": cp + RNG.normal(scale=noise, size=cp.shape), "trans": np.array([0.1, 0.2, z[(img, i)]]),
-                           "smpl_betas": betas, "global_orient": np.zeros(3), "body_pose": np.zeros((23, 3))})
-        people += [{"kp2ds": cp, "trans": np.array([0, 0, 5.0]), "smpl_betas": np.zeros(11)} for im, cp in extra if im == img]
+            people.append({"kp2ds": cp + RNG.normal(scale=noise, size=cp.shape),
+                           "trans": np.array([0.1, 0.2, z[(img, i)]]), "smpl_betas": betas,
+                           "global_orient": np.zeros(3), "body_pose": np.zeros((23, 3))})
+        people += [{"kp2ds": cp, "trans": np.array([0, 0, 5.0]), "smpl_betas": np.zeros(11)}
+                   for im, cp in extra if im == img]
         if shuffle:
             people = [people[k] for k in RNG.permutation(len(people))]
         if as_dict:
@@ -176,14 +178,26 @@ def test_script_box_quirk_and_visible_option(tmp_path):
 def test_malformed_files_name_file_and_field(tmp_path):
     scene = make_scene()
     preds = write_preds(tmp_path, scene, layered_depths(scene))
-    np.savez(tmp_path / "bad_annots.npz", annots={"crowd_17.jpg": [{"kp2d": np.zeros((17, 3)), "depth_id": 0, "age": 0}]})
-    with pytest.raises(BenchmarkFileError, match=r"bad_annots.npz: image 'crowd_17.jpg' person 0 field 'kp2d' must have 19 or 14"):
+    np.savez(tmp_path / "bad_annots.npz",
+             annots={"crowd_17.jpg": [{"kp2d": np.zeros((17, 3)), "depth_id": 0, "age": 0}]})
+    with pytest.raises(BenchmarkFileError, match=r"bad_annots.npz: image 'crowd_17.jpg' person 0 field 'kp2d' must"):
         score_relative_human(tmp_path / "bad_annots.npz", preds)
     np.savez(tmp_path / "nodepth.npz", annots={"crowd_17.jpg": [{"kp2d": gt_kp(cp_person(100), "cp"), "age": 0}]})
-    with pytest.raises(BenchmarkFileError, match=r"nodepth.npz: image 'crowd_17.jpg' person 0: missing field 'depth_id'"):
+    with pytest.raises(BenchmarkFileError, match=r"nodepth.npz: image 'crowd_17.jpg' person 0: missing field 'dep"):
         score_relative_human(tmp_path / "nodepth.npz", preds)
     np.savez(tmp_path / "badpred.npz", results={"crowd_17.jpg": [{"kp2ds": np.zeros((14, 2))}]})
     with pytest.raises(BenchmarkFileError, match=r"badpred.npz: image 'crowd_17.jpg' person 0: missing field"):
         score_relative_human(write_gt(tmp_path, scene), tmp_path / "badpred.npz")
     with pytest.raises(ValueError, match="gt_box must be"):
         score_relative_human(write_gt(tmp_path, scene), preds, gt_box="box")
+
+
+def test_result_files(tmp_path):
+    from romp_fast.evaluation.report import write_result
+
+    scene = make_scene()
+    preds = write_preds(tmp_path, scene, layered_depths(scene))
+    r = score_relative_human(write_gt(tmp_path, scene), preds, progress=True)
+    paths = write_result(r, tmp_path / "out")
+    assert {p.name for p in paths} == {"relative-human.json", "relative_human_age.csv"}
+    assert json.loads((tmp_path / "out" / "relative-human.json").read_text())["summary"]["PCRD_0.2_pct"] is not None

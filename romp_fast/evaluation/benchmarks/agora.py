@@ -165,12 +165,14 @@ def _read_prediction(f):
         raise BenchmarkFileError(str(e)) from None
     if not isinstance(d, dict) or "joints" not in d:
         raise BenchmarkFileError(f"{f}: missing field 'joints'")
-    out = {"file": f, "kp": as_array(np.squeeze(d["joints"]), f"{f}: field 'joints'", (None, (2, 3)))[:, :2]}
+    def field(k, shape):
+        return as_array(np.squeeze(d[k]), f"{f}: field '{k}'", shape)
+
+    out = {"file": f, "kp": field("joints", (None, (2, 3)))[:, :2]}
     if len(out["kp"]) < MATCH_JOINTS:
         raise BenchmarkFileError(f"{f}: field 'joints' needs >= 24 joints, got {len(out['kp'])}")
     if "allSmplJoints3d" in d and "verts" in d:
-        out["j3d"] = as_array(np.squeeze(d["allSmplJoints3d"]), f"{f}: field 'allSmplJoints3d'", (None, 3))[:MATCH_JOINTS]
-        out["verts"] = as_array(np.squeeze(d["verts"]), f"{f}: field 'verts'", (None, 3))
+        out["j3d"], out["verts"] = field("allSmplJoints3d", (None, 3))[:MATCH_JOINTS], field("verts", (None, 3))
     elif isinstance(d.get("params"), dict):
         p = d["params"]
         if any(k not in p for k in ("global_orient", "body_pose", "betas", "transl")):
@@ -180,7 +182,7 @@ def _read_prediction(f):
                   "betas": (1, -1), "transl": (1, 3)}
         out["params"] = {k: _param(p[k], f"{f}: field 'params.{k}'", shp) for k, shp in shapes.items()}
         if out["params"]["betas"].shape[1] not in (10, 11):
-            raise BenchmarkFileError(f"{f}: field 'params.betas' must have 10 or 11 values, got {out['params']['betas'].shape[1]}")
+            raise BenchmarkFileError(f"{f}: field 'params.betas' must have 10 or 11 values")
         out["kid"] = bool(d.get("kid_flag", False))
     else:
         raise BenchmarkFileError(f"{f}: needs fields 'allSmplJoints3d' and 'verts', or 'params'")
@@ -195,15 +197,17 @@ def _param(value, where, shape):
         raise BenchmarkFileError(f"{where} must reshape to {list(shape)}, got {list(arr.shape)}") from None
 
 
+def _array_arg(x):  # an array, or the path of a .npy file holding it
+    return np.load(x, allow_pickle=False) if isinstance(x, (str, Path)) else np.asarray(x)
+
+
 def _kid_body_model(model_path, kid_template):
     """SMPL with the kit's kid shape direction as the 11th coefficient (smplx SMPL(age='kid'):
     the SMIL template, centred on its mean, minus the SMPL template)."""
     from romp_fast.body import BodyModel
 
     data = load_body_model_data(model_path)
-    kid = np.load(kid_template, allow_pickle=False) if isinstance(kid_template, (str, Path)) else np.asarray(kid_template)
-    kid = as_array(kid, f"{kid_template}: kid template" if isinstance(kid_template, (str, Path)) else "kid_template",
-                   data["v_template"].shape)
+    kid = as_array(_array_arg(kid_template), f"kid_template {kid_template}", data["v_template"].shape)
     sd = np.zeros((*data["v_template"].shape, 300))  # smplx keeps only 10 betas of a model with < 300
     sd[:, :, :10], sd[:, :, 10] = data["shapedirs"][:, :, :10], kid - kid.mean(0) - data["v_template"]
     data["shapedirs"] = sd
@@ -264,7 +268,8 @@ def _score_images(images, preds, ctx, records, matching, iou_thresh, max_dist, v
     m = match_people(matching, pk, gk, vis, pc, gc, gvalid, iou_thresh=iou_thresh, max_dist=max_dist)
     pairs = m.pairs().tolist()
     err = {}
-    bad = next((preds[b][p]["file"] for b, p, g in pairs if preds[b][p]["verts"][vids].shape != images[b]["verts"][g][vids].shape), None)
+    bad = next((preds[b][p]["file"] for b, p, g in pairs
+                if preds[b][p]["verts"][vids].shape != images[b]["verts"][g][vids].shape), None)
     if bad is not None:
         raise BenchmarkFileError(f"{bad}: field 'verts' does not have the ground truth's number of vertices")
     if pairs:
@@ -303,8 +308,7 @@ def score_agora(gt, pred, *, matching=None, progress=False, iou_thresh=AGORA_IOU
     files = sorted([*gt.glob("*.pkl"), *gt.glob("*.npz")]) if gt.is_dir() else [gt]
     if not files:
         raise BenchmarkFileError(f"{gt}: no .pkl or .npz ground-truth files")
-    vids = slice(None) if body_vertex_ids is None else np.asarray(
-        np.load(body_vertex_ids, allow_pickle=False) if isinstance(body_vertex_ids, (str, Path)) else body_vertex_ids, np.int64)
+    vids = slice(None) if body_vertex_ids is None else _array_arg(body_vertex_ids).astype(np.int64)
     index = prediction_index(pred)
     ctx = {"body_model": body_model, "kid_template": kid_template}
     records, fp, seen = [], 0, set()
@@ -327,8 +331,8 @@ def _agora_result(records, fp, unknown_images, matching, iou_thresh, body_vertic
     occ = []
     for lo, hi in zip(OCC_BINS[:-1], OCC_BINS[1:]):
         d = _subset([r for r in records if lo < r[1] <= hi], 0)
-        occ.append({"occlusion": f"({lo}, {hi}]", "people": d["people"], "misses": d["misses"], "MPJPE_mm": d["MPJPE_mm"],
-                    "MVE_mm": d["MVE_mm"], "MPJPE_per_recall_mm": float(recall_normalised(d["MPJPE_mm"], d["recall"])),
+        occ.append({"occlusion": f"({lo}, {hi}]", **{x: d[x] for x in ("people", "misses", "MPJPE_mm", "MVE_mm")},
+                    "MPJPE_per_recall_mm": float(recall_normalised(d["MPJPE_mm"], d["recall"])),
                     "MVE_per_recall_mm": float(recall_normalised(d["MVE_mm"], d["recall"]))})
     a, k = rows[0], rows[2]
     keys = ("precision", "recall", "F1", "MPJPE_mm", "MVE_mm", "NMJE_mm", "NMVE_mm")
@@ -336,10 +340,9 @@ def _agora_result(records, fp, unknown_images, matching, iou_thresh, body_vertic
     summary.update({"gt_people": a["people"], "matched": a["matched"], "misses": a["misses"], "false_positives": fp})
     rounded = {}
     for pre, r in (("", a), ("kid_", k)):  # compute_average_error.py rounds before dividing
-        f1, j, v = round(r["F1"], 2), round(r["MPJPE_mm"], 1), round(r["MVE_mm"], 1)
-        rounded.update({f"{pre}precision": round(r["precision"], 2), f"{pre}recall": round(r["recall"], 2), f"{pre}F1": f1,
-                        f"{pre}MPJPE_mm": j, f"{pre}MVE_mm": v, f"{pre}NMJE_mm": round(float(nmje(j, f1)), 1),
-                        f"{pre}NMVE_mm": round(float(nmve(v, f1)), 1)})
+        q = {**{x: round(r[x], 2) for x in keys[:3]}, **{x: round(r[x], 1) for x in keys[3:5]}}
+        q["NMJE_mm"], q["NMVE_mm"] = (round(float(f(q[e], q["F1"])), 1) for f, e in ((nmje, keys[3]), (nmve, keys[4])))
+        rounded.update({pre + x: v for x, v in q.items()})
     notes = [f"matching: {matching or 'greedy'}" + (f" (AGORA kit match_2d_greedy: first 24 2D joints, keypoint-box "
              f"IoU >= {iou_thresh})" if matching in (None, "greedy") else ""),
              "GT people count when isValid and 0 <= occlusion <= 90; misses = FN, unmatched predictions = FP",
@@ -378,21 +381,18 @@ def export_agora_predictions(out_dir, predictions, *, overwrite=False) -> list:
             p = person.get("params")
             if "joints" not in person or not isinstance(p, dict):
                 raise ValueError(f"{where} needs 'joints' and 'params'")
-            betas = _param(p.get("betas", []), f"{where} params.betas", (1, -1)).astype(np.float32)
-            if betas.shape[1] not in (10, 11):
-                raise ValueError(f"{where} params.betas must have 10 or 11 values, got {betas.shape[1]}")
-            kid = bool(person.get("kid_flag", betas.shape[1] == 11))
+            par = {k2: _param(p.get(k2, []), f"{where} params.{k2}", shp).astype(np.float32) for k2, shp in
+                   (("global_orient", (1, 1, 3)), ("body_pose", (1, 23, 3)), ("betas", (1, -1)), ("transl", (1, 3)))}
+            nb = par["betas"].shape[1]
+            if nb not in (10, 11):
+                raise ValueError(f"{where} params.betas must have 10 or 11 values, got {nb}")
+            kid = bool(person.get("kid_flag", nb == 11))
             d = {"joints": as_array(person["joints"], f"{where} joints", (MATCH_JOINTS, 2)).astype(np.float32),
-                 "params": {"global_orient": _param(p.get("global_orient", []), f"{where} params.global_orient", (1, 1, 3)),
-                            "body_pose": _param(p.get("body_pose", []), f"{where} params.body_pose", (1, 23, 3)),
-                            "betas": betas, "transl": _param(p.get("transl", []), f"{where} params.transl", (1, 3))},
-                 "pose2rot": True, "num_betas": betas.shape[1], "gender": "neutral", "age": "kid" if kid else "adult",
-                 "kid_flag": kid}
+                 "params": par, "pose2rot": True, "num_betas": nb, "gender": "neutral",
+                 "age": "kid" if kid else "adult", "kid_flag": kid}
             for key in ("verts", "allSmplJoints3d"):
                 if person.get(key) is not None:
                     d[key] = as_array(person[key], f"{where} {key}", (None, 3)).astype(np.float32)
-            for key in ("global_orient", "body_pose", "transl"):
-                d["params"][key] = d["params"][key].astype(np.float32)
             path = out / f"{stem}_personId_{k}.pkl"
             atomic_write(path, lambda fh, d=d: pickle.dump(d, fh, protocol=4))
             written.append(path)

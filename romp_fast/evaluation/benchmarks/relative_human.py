@@ -51,8 +51,7 @@ from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics.detection import detection_prf
 from romp_fast.metrics.pckh import mpckh
 from romp_fast.metrics.relative import (AGE_CLASSES, DEPTH_THRESH, RH_MISS_PENALTY, age_accuracy,
-                                        age_class_from_offset, depth_pair_accuracy, depth_pairs,
-                                        pair_involves)
+                                        age_class_from_offset, depth_pair_accuracy, depth_pairs)
 
 # RH_evaluation/evaluation.py's 19-joint layouts. Their neck is named "Neck", not CrowdPose's
 # "Neck_LSP", so the CrowdPose neck is never filled from them (the script behaves the same way).
