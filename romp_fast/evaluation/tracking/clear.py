@@ -1,0 +1,167 @@
+"""CLEAR MOT (Bernardin & Stiefelhagen, EURASIP JIVP 2008) exactly as TrackEval computes it
+(``trackeval/metrics/clear.py``, PyPI trackeval 1.3.0), without a Python loop over frames.
+
+TrackEval's rules, and how they are reproduced:
+
+- Per frame with ground truth and tracker detections ("active" frames), the score of a pair is
+  ``1000 * [the tracker id is the one matched to this gt id in the previous active frame] + sim``,
+  0 where ``sim < threshold - eps``; ``linear_sum_assignment`` maximises it and pairs scoring
+  ``<= eps`` are dropped. Frames without gt or tracker detections add FP / FN only and do not reset
+  the "previous frame" matches.
+- IDSW: a matched gt id whose last matched tracker id (at any earlier time) differs.
+  Frag: per gt id, the number of times it becomes tracked (matched now, unmatched in the previous
+  active frame) minus one. MT / PT / ML: tracked ratio > 0.8, >= 0.2, the rest (ids that never
+  appear included).
+- MOTA = (TP - FP - IDSW) / max(1, TP + FN), MOTP = sum sim / max(1, TP), and the other fields of
+  ``CLEAR._compute_final_fields``.
+
+The continuation bonus makes a frame depend on the previous one. Instead of a frame loop, every
+frame is first solved without bonus (one batched call); then, until nothing changes, the bonus pairs
+implied by the current matches are recomputed for all frames at once and only the problems whose
+bonus changed are solved again (batched). A problem is consistent with its predecessor once no bonus
+changes, so the fixed point is TrackEval's frame-by-frame result (induction over frames: the first
+frame has no bonus). In the default mode a problem whose current matching already contains all its
+new bonus pairs is kept without solving (it stays optimal: the bonus only adds to pairs it has).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from romp_fast.evaluation.tracking.assign import _ranges, solve, units_at_least
+from romp_fast.evaluation.tracking.sequence import EPS, Sequence, argsort_int, lookup
+
+INTEGER_FIELDS = ("CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "CLR_Frames")
+FLOAT_FIELDS = ("MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA",
+                "CLR_F1", "FP_per_frame", "MOTAL", "MOTP_sum")
+SUMMED_FIELDS = INTEGER_FIELDS + ("MOTP_sum",)
+
+
+def previous_active(seq: Sequence):
+    """For every gt (tracker) detection, the detection with the same id in the previous frame that
+    has both gt and tracker detections, or -1 (TrackEval's "previous timestep")."""
+    active = (seq.ng > 0) & (seq.nt > 0)
+    aidx = np.cumsum(active) - 1
+    out = []
+    for ids, frame, num in ((seq.gt_ids, seq.gt_frame, seq.num_gt_ids), (seq.tracker_ids, seq.tr_frame,
+                                                                          seq.num_tracker_ids)):
+        a = np.where(active[frame], aidx[frame], -2)
+        valid = a >= 0
+        keys = a[valid] * num + ids[valid]
+        prev = np.full(len(ids), -1, dtype=np.int64)
+        q = (a - 1) * num + ids
+        prev[valid] = lookup(keys, np.flatnonzero(valid), q[valid], int(active.sum()) * num)
+        out.append(prev)
+    return out
+
+
+def check_threshold(threshold: float) -> None:
+    # Above 2 eps every pair that passes "sim >= threshold - eps" has a positive score, so TrackEval's
+    # "score > eps" filter keeps every assigned pair (and zero-similarity pairs never match).
+    if not threshold > 2 * EPS:
+        raise ValueError(f"threshold must be > 2 * eps = {2 * EPS:.3g}, got {threshold!r}")
+
+
+def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
+    """TrackEval's per-frame CLEAR matching. Returns (edges, matched bool[K], row_match[Dg]: the
+    tracker detection matched to each gt detection or -1, prev_gt[Dg])."""
+    check_threshold(threshold)
+    edges, units = units_at_least(seq, threshold - EPS, exact)  # every pair here scores > eps
+    K = len(edges)
+    prev_gt, prev_tr = previous_active(seq)
+    pg, pt = prev_gt[edges.d], prev_tr[edges.e]  # the same two ids one active frame earlier
+    linked = np.flatnonzero((pg >= 0) & (pt >= 0) & (units.unit >= 0))  # lone pairs always match
+    # the linked pairs grouped by the earlier gt detection, to revisit only what a change touches
+    by_prev = linked[argsort_int(pg[linked])]
+    prev_ptr = np.zeros(seq.num_gt_dets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pg[linked], minlength=seq.num_gt_dets), out=prev_ptr[1:])
+
+    chosen = units.unit < 0
+    idx, ok = solve(units, edges.s, exact=exact)
+    chosen[idx] = ok
+    row_match = np.full(seq.num_gt_dets, -1, dtype=np.int64)
+    row_match[edges.d[chosen]] = edges.e[chosen]
+    cont = np.zeros(K, dtype=bool)  # the bonus pairs implied by the current matches
+    solved_with = np.zeros(K, dtype=bool)  # the bonus pairs each problem was last solved with
+    check = linked
+    while len(check):
+        flip = check[(row_match[pg[check]] == pt[check]) != cont[check]]
+        if len(flip) == 0:
+            break
+        cont[flip] = ~cont[flip]
+        todo = np.unique(units.unit[flip])
+        if not exact:
+            # keep a matching that has all its new bonus pairs and was solved with a subset of them
+            sel = units.order[_ranges(units.ptr[todo], units.ptr[todo + 1] - units.ptr[todo])]
+            bad = (solved_with[sel] & ~cont[sel]) | (cont[sel] & ~chosen[sel])
+            todo = np.unique(units.unit[sel[bad]])
+            if len(todo) == 0:
+                break
+        idx, ok = solve(units, edges.s + 1000.0 * cont, which=todo, exact=exact)
+        chosen[idx] = ok
+        solved_with[idx] = cont[idx]
+        rows = np.unique(edges.d[idx])
+        before = row_match[rows]
+        row_match[rows] = -1
+        row_match[edges.d[idx[ok]]] = edges.e[idx[ok]]
+        moved = rows[row_match[rows] != before]
+        check = by_prev[_ranges(prev_ptr[moved], prev_ptr[moved + 1] - prev_ptr[moved])]
+    return edges, chosen, row_match, prev_gt
+
+
+def eval_clear(seq: Sequence, threshold: float = 0.5, exact: bool = False) -> dict:
+    """TrackEval's ``CLEAR({'THRESHOLD': threshold}).eval_sequence(data)`` for one sequence."""
+    check_threshold(threshold)
+    res = {k: 0 for k in INTEGER_FIELDS + FLOAT_FIELDS}
+    if seq.num_tracker_dets == 0:  # TrackEval's early exits (final fields not computed)
+        res.update(CLR_FN=seq.num_gt_dets, ML=seq.num_gt_ids, MLR=1.0)
+        return res
+    if seq.num_gt_dets == 0:
+        res.update(CLR_FP=seq.num_tracker_dets, MLR=1.0)
+        return res
+    edges, matched, row_match, prev_gt = clear_matches(seq, threshold, exact)
+    d, e = edges.d[matched], edges.e[matched]
+    tp = len(d)
+    gid, tid = seq.gt_ids[d], seq.tracker_ids[e]
+    order = argsort_int(gid)  # matches by gt id, in frame order
+    g, t = gid[order], tid[order]
+    idsw = int(((g[1:] == g[:-1]) & (t[1:] != t[:-1])).sum())
+    gt_count = np.bincount(seq.gt_ids, minlength=seq.num_gt_ids)
+    matched_count = np.bincount(gid, minlength=seq.num_gt_ids)
+    ratio = matched_count[gt_count > 0] / gt_count[gt_count > 0]
+    mt = int((ratio > 0.8).sum())
+    pt = int((ratio >= 0.2).sum()) - mt
+    p = prev_gt[d]
+    starts = (p < 0) | (row_match[np.maximum(p, 0)] < 0)
+    frag_count = np.bincount(gid[starts], minlength=seq.num_gt_ids)
+    res.update(CLR_TP=tp, CLR_FN=seq.num_gt_dets - tp, CLR_FP=seq.num_tracker_dets - tp, IDSW=idsw, MT=mt,
+               PT=pt, ML=seq.num_gt_ids - mt - pt, Frag=int((frag_count[frag_count > 0] - 1).sum()),
+               MOTP_sum=float(edges.s[matched].sum()), CLR_Frames=seq.num_timesteps)
+    return final_fields(res)
+
+
+def final_fields(res: dict) -> dict:
+    """TrackEval ``CLEAR._compute_final_fields``."""
+    tp, fn, fp, idsw = res["CLR_TP"], res["CLR_FN"], res["CLR_FP"], res["IDSW"]
+    num_gt_ids = res["MT"] + res["ML"] + res["PT"]
+    res["MTR"] = res["MT"] / np.maximum(1.0, num_gt_ids)
+    res["MLR"] = res["ML"] / np.maximum(1.0, num_gt_ids)
+    res["PTR"] = res["PT"] / np.maximum(1.0, num_gt_ids)
+    res["CLR_Re"] = tp / np.maximum(1.0, tp + fn)
+    res["CLR_Pr"] = tp / np.maximum(1.0, tp + fp)
+    res["MODA"] = (tp - fp) / np.maximum(1.0, tp + fn)
+    res["MOTA"] = (tp - fp - idsw) / np.maximum(1.0, tp + fn)
+    res["MOTP"] = res["MOTP_sum"] / np.maximum(1.0, tp)
+    res["sMOTA"] = (res["MOTP_sum"] - fp - idsw) / np.maximum(1.0, tp + fn)
+    res["CLR_F1"] = tp / np.maximum(1.0, tp + 0.5 * fn + 0.5 * fp)
+    res["FP_per_frame"] = fp / np.maximum(1.0, res["CLR_Frames"])
+    safe_log_idsw = np.log10(idsw) if idsw > 0 else idsw
+    res["MOTAL"] = (tp - fp - safe_log_idsw) / np.maximum(1.0, tp + fn)
+    for k in FLOAT_FIELDS:
+        res[k] = float(res[k])
+    return res
+
+
+def combine_clear(results: list[dict]) -> dict:
+    """TrackEval ``CLEAR.combine_sequences``: counts and MOTP_sum summed, ratios recomputed."""
+    res = {k: sum(r[k] for r in results) for k in SUMMED_FIELDS}
+    return final_fields(res)
