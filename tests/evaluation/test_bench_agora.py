@@ -244,3 +244,17 @@ def test_result_files(tmp_path):
     assert {p.name for p in paths} == {"agora.json", "agora_subsets.csv", "agora_occlusion.csv"}
     assert json.loads((tmp_path / "out" / "agora.json").read_text())["summary"]["F1"] == pytest.approx(r.summary["F1"])
     assert "NMJE_mm" in format_result(r)
+
+
+def test_real_pandas_dataframe_pickle(tmp_path):
+    """A DataFrame pickled by pandas itself (one row per image, a list per cell, as the kit's
+    ``validation_*_withjv.pkl``) scores like the same scene written as the flat .npz."""
+    pandas = pytest.importorskip("pandas")
+    sc = scene()
+    pandas.DataFrame(columns(sc)).to_pickle(tmp_path / "validation_0_withjv.pkl")
+    write_npz(tmp_path / "gt.npz", sc)
+    preds, _ = write_preds(tmp_path / "pred", sc, noise=0.02)
+    a = score_agora(tmp_path / "validation_0_withjv.pkl", preds)
+    b = score_agora(tmp_path / "gt.npz", preds)
+    assert a.summary == pytest.approx(b.summary, rel=1e-6)
+    assert a.summary["F1"] == b.summary["F1"]
