@@ -118,7 +118,8 @@ def run(args) -> dict:
         raise ConfigError(f"{run_dir} is already at iteration {start_iter} >= solver.max_iter={s['max_iter']}; "
                           f"extend it with solver.max_iter=N")
     loader = train_loader(train_set, s["batch_size"], seed=cfg["seed"], rank=D.rank(), world_size=D.world_size(),
-                          start_iter=start_iter, num_workers=cfg["data"]["num_workers"])
+                          start_iter=start_iter, num_workers=cfg["data"]["num_workers"],
+                          map_size=int(cfg["model"]["map_size"]))
     storage = EventStorage(start_iter)
     trainer = Trainer(model, criterion, optimizer, loader, max_iter=s["max_iter"], start_iter=start_iter,
                       device=device, amp=s["amp"], grad_clip=s["grad_clip"], storage=storage,

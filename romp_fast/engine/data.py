@@ -10,12 +10,21 @@ dropped (``drop_last``), as ROMP's training loader does.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
 
-from romp_fast.data import DiskDataset, SyntheticScenes, collate
+from romp_fast.data import DiskDataset, SyntheticScenes, batch_center_heatmaps, collate
+
+
+def collate_with_heatmaps(samples, map_size: int):
+    """``collate`` plus the ground-truth centre heatmaps ``center_heatmap [B, 1, S, S]``, built in the
+    loader's worker processes instead of the training step (the criterion uses them as given)."""
+    batch = collate(samples)
+    batch["center_heatmap"] = batch_center_heatmaps(batch, map_size)
+    return batch
 
 
 class ResumableSampler(torch.utils.data.Sampler):
@@ -68,12 +77,13 @@ def build_dataset(spec: Mapping, image_size: int, body_model=None):
 
 
 def train_loader(dataset, batch_size: int, *, seed: int, rank: int, world_size: int, start_iter: int,
-                 num_workers: int) -> torch.utils.data.DataLoader:
+                 num_workers: int, map_size: int | None = None) -> torch.utils.data.DataLoader:
     sampler = ResumableSampler(len(dataset), batch_size, rank=rank, world_size=world_size, seed=seed,
                                start_iter=start_iter)
     # An explicit generator keeps the loader from drawing on the global RNG (exact resume).
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        collate_fn=collate if map_size is None else functools.partial(collate_with_heatmaps, map_size=map_size),
         drop_last=True, persistent_workers=False, generator=torch.Generator().manual_seed(seed),
         prefetch_factor=4 if num_workers > 0 else None)
 
