@@ -104,8 +104,7 @@ def _relabel(ids):
     return inv.astype(np.int64), len(uniq)
 
 
-def _check_unique(dets: Dets, ptr, where, timeline=None):
-    F = len(ptr) - 1
+def _check_unique(dets: Dets, where, timeline=None):
     _, local = np.unique(dets.ids, return_inverse=True)
     n = int(local.max()) + 1 if len(local) else 1
     key = dets.frame * n + local
@@ -115,7 +114,7 @@ def _check_unique(dets: Dets, ptr, where, timeline=None):
         f = int(dup[0] // n)
         label = timeline[f] if timeline is not None else f + 1
         ident = dets.ids[np.flatnonzero(key == dup[0])[0]]
-        raise BenchmarkFileError(f"{where}: id {ident} appears twice in frame {label} (F = {F})")
+        raise BenchmarkFileError(f"{where}: id {ident} appears twice in frame {label}")
 
 
 def build_sequence(gt: Dets, pred: Dets, num_timesteps: int, *, similarity="iou", where=("gt", "pred"),
@@ -124,8 +123,8 @@ def build_sequence(gt: Dets, pred: Dets, num_timesteps: int, *, similarity="iou"
     F = int(num_timesteps)
     gt, gt_ptr = _by_frame(gt, F)
     pred, tr_ptr = _by_frame(pred, F)
-    _check_unique(gt, gt_ptr, where[0], timeline)
-    _check_unique(pred, tr_ptr, where[1], timeline)
+    _check_unique(gt, where[0], timeline)
+    _check_unique(pred, where[1], timeline)
     sim = similarity_matrix(gt, gt_ptr, pred, tr_ptr, F, similarity, where=where, **sim_options)
     ng, nt = np.diff(gt_ptr), np.diff(tr_ptr)
     sim_ptr = np.zeros(F + 1, dtype=np.int64)

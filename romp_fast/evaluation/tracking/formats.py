@@ -120,8 +120,8 @@ def _array(value, where, shape):
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise BenchmarkFileError(f"{where} is not a numeric array ({e})") from None
-    if a.size == 0:
-        a = a.reshape((0,) + shape[1:])
+    if a.size == 0 and a.ndim != len(shape):
+        a = a.reshape((0,) + tuple(0 if s is None else s for s in shape[1:]))
     if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
         want = "[" + ", ".join("n" if s is None else str(s) for s in shape) + "]"
         raise BenchmarkFileError(f"{where} must be {want}, got {list(a.shape)}")

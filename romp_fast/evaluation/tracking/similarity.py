@@ -37,7 +37,7 @@ def box_iou(gt, pred, box_format: str = "xywh"):
     if box_format == "xywh":
         b1[..., 2:] += b1[..., :2]
         b2[..., 2:] += b2[..., :2]
-    elif box_format != "xyxy":
+    elif box_format not in ("xyxy", "x0y0x1y1"):
         raise ValueError(f"box_format must be 'xywh' or 'xyxy', got {box_format!r}")
     lo = np.minimum(b1[..., :, None, :], b2[..., None, :, :])
     hi = np.maximum(b1[..., :, None, :], b2[..., None, :, :])
@@ -67,8 +67,9 @@ def boxes_from_joints(joints, valid=None, scale=(1.0, 1.0)):
     lo = np.where(ok[..., None], j, np.inf).min(-2)
     hi = np.where(ok[..., None], j, -np.inf).max(-2)
     any_ok = ok.any(-1)[..., None]
-    centre = np.where(any_ok, (lo + hi) / 2, 0.0)
-    size = np.where(any_ok, (hi - lo) * np.asarray(scale, dtype=np.float64), 0.0)
+    lo, hi = np.where(any_ok, lo, 0.0), np.where(any_ok, hi, 0.0)
+    centre = (lo + hi) / 2
+    size = (hi - lo) * np.asarray(scale, dtype=np.float64)
     return np.concatenate([centre - size / 2, size], -1)
 
 
