@@ -250,9 +250,12 @@ def test_3dpw_missing_person_rules(dataset, body, tmp_path):
         score(root, f, missing="error")
 
 
-def test_3dpw_frame_rules_and_gendered_option(dataset, tmp_path):
+def test_3dpw_frame_rules_and_gendered_option(dataset, tmp_path, capsys):
     root, truth = dataset
     f = save(tmp_path / "p.npz", predictions(truth))
+    get_scorer("3dpw")(root, f, progress=True)
+    err = capsys.readouterr().err
+    assert "3dpw [" in err and "100.0%" in err
     counts = {fr: get_scorer("3dpw")(root, f, frames=fr, pve=False).details["person_frames"]
               for fr in ("vibe", "campose", "challenge")}
     # per actor: VIBE drops frames 1 (no detection) and 2 (6 confident limbs, not > 6); campose_valid

@@ -147,7 +147,10 @@ def read_sequence(path, need_2d=False, need_joints=False) -> Sequence:
     for key in ("genders", "poses", "betas", "campose_valid", "cam_poses"):
         if key not in data:
             raise ThreeDPWFormatError(f"{path}: missing field '{key}' (has {sorted(map(str, data))})")
-    cam = np.asarray(data["cam_poses"], dtype=np.float64)
+    try:
+        cam = np.asarray(data["cam_poses"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ThreeDPWFormatError(f"{path}: field 'cam_poses' is not a numeric [F, 4, 4] array") from None
     if cam.ndim != 3 or cam.shape[1:] != (4, 4):
         raise ThreeDPWFormatError(f"{path}: field 'cam_poses' must be [F, 4, 4], got {_shape(cam)}")
     F = cam.shape[0]
@@ -168,7 +171,10 @@ def read_sequence(path, need_2d=False, need_joints=False) -> Sequence:
         raise ThreeDPWFormatError(f"{path}: field 'betas' must have one entry per actor (P = {P})")
     betas = []
     for i, b in enumerate(raw_betas):
-        b = np.asarray(b, dtype=np.float64)
+        try:
+            b = np.asarray(b, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ThreeDPWFormatError(f"{path}: field 'betas'[{i}] is not numeric ({type(b).__name__})") from None
         if b.ndim == 1 and b.shape[0] >= 10:
             b = np.broadcast_to(b[:10], (F, 10))
         elif b.ndim == 2 and b.shape[0] == F and b.shape[1] >= 10:
@@ -322,12 +328,16 @@ class Progress:
     """A minimal progress bar on stderr (no tqdm dependency); silent when ``enabled`` is False."""
 
     def __init__(self, total, label, enabled):
-        self.total, self.label, self.enabled, self.n, self.t0 = max(int(total), 1), label, enabled, 0, time.time()
+        self.total, self.label, self.enabled, self.n = max(int(total), 1), label, enabled, 0
+        self.t0 = self.shown = time.time()
 
     def update(self, k=1):
         if not self.enabled:
             return
         self.n = min(self.n + k, self.total)
+        if self.n < self.total and time.time() - self.shown < 0.2:  # redraw at most 5 times a second
+            return
+        self.shown = time.time()
         frac = self.n / self.total
         bar = "#" * int(30 * frac)
         sys.stderr.write(f"\r{self.label} [{bar:<30}] {100 * frac:5.1f}% {time.time() - self.t0:6.1f}s")
