@@ -2,9 +2,9 @@
 ``score_3dpw`` / ``score_3dpw_challenge`` (reading, matching, body-model passes, metrics, tables).
 
 Cases (group ``eval-3dpw-<protocol>-<size>``), contenders side by side:
-  romp_fast     the file-level scorer: GT and predicted 14 LSP joints through the H36M regressor's
-                support vertices only (``joints``), or the full meshes for PVE too (``full``);
-                the challenge needs forward kinematics only
+  romp_fast     the file-level scorer: GT and predicted 14 LSP joints of the H36M regressor by
+                joint-space skinning, no vertex posed (``joints``: MPJPE, PA-MPJPE, accel), or the
+                full meshes for PVE too (``full``); the challenge needs forward kinematics only
   smplx_numpy   the usual recipe (VIBE / SPIN eval scripts): smplx posing full meshes for GT and
                 predictions in batches of 256, H36M regressor, numpy batched-SVD PA-MPJPE; on the
                 35k case a 2,048 person-frame subset is timed (report.py extrapolates per sample)

@@ -15,7 +15,7 @@ from romp_fast.body import BodyModel
 from romp_fast.body import joints as J
 from romp_fast.evaluation.benchmarks import get_scorer
 from romp_fast.evaluation.benchmarks.threedpw import MAJOR_12, ORIENT_9, VIBE_LIMBS_12
-from romp_fast.evaluation.benchmarks.threedpw_body import load_body_models
+from romp_fast.evaluation.benchmarks.threedpw_body import EvalSMPL, load_body_models
 from romp_fast.evaluation.benchmarks.threedpw_io import ThreeDPWFormatError
 from romp_fast.evaluation.report import write_result
 
@@ -187,7 +187,12 @@ def test_eval_smpl_matches_smplx(body):
     assert torch.allclose(j24, out.joints24, atol=1e-6)
     np.testing.assert_allclose(G.numpy(), global_np(R.numpy()), atol=1e-12)
     assert torch.allclose(m.vertices(R, betas), out.vertices, atol=1e-6)
-    assert torch.allclose(m.h36m_joints(R, betas), out.h36m17, atol=1e-6)  # support vertices only
+    assert torch.allclose(m.h36m_joints(R, betas), out.h36m17, atol=1e-6)  # joint-space skinning
+    dense = rng.random((17, 6890))
+    dense /= dense.sum(1, keepdims=True)  # a regressor reading every vertex
+    md = EvalSMPL(m.path, dense, torch.float64)
+    assert torch.allclose(md.h36m_joints(R, betas), torch.einsum("jv,nvc->njc", torch.from_numpy(dense),
+                                                                 out.vertices), atol=1e-6)
 
 
 def test_3dpw_perfect_noisy_and_per_sequence(dataset, body, tmp_path):

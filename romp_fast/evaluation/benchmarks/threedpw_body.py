@@ -1,13 +1,12 @@
 """SMPL forward passes for scoring 3DPW: batched, chunked, and only as much mesh as a metric needs.
 
 The evaluator needs, per person-frame: SMPL-24 joints and global rotations (challenge: forward
-kinematics only, no mesh), the H36M-regressor joints (VIBE/ROMP protocol: only the vertices the
-regressor reads) and the full 6890-vertex mesh for PVE. smplx always poses the whole mesh (about
-6.5 M multiply-adds per body, dominated by the 207 x 20670 pose-corrective product), which is ~40 s
-for the 70,000 bodies of one 3DPW test scoring on 2 cores. :class:`EvalSMPL` evaluates the same
-equations (SMPL, Loper et al. 2015, eqs. 1-4: shape and pose blend shapes, joint regression,
-forward kinematics, linear blend skinning) on a vertex subset, so joints cost a few percent of a
-mesh; it is tested against :class:`romp_fast.body.BodyModel` (smplx).
+kinematics only, no mesh), the 17 H36M-regressor joints (VIBE/ROMP protocol; skinned in joint
+space, no vertex posed, exact by linearity) and the full 6890-vertex mesh for PVE. smplx always poses the whole mesh (about 6.5 M multiply-adds per body, dominated by the
+207 x 20670 pose-corrective product), which is ~40 s for the 70,000 bodies of one 3DPW test scoring
+on 2 cores. :class:`EvalSMPL` evaluates the same equations (SMPL, Loper et al. 2015, eqs. 1-4: shape
+and pose blend shapes, joint regression, forward kinematics, linear blend skinning) only where a
+metric needs them; it is tested against :class:`romp_fast.body.BodyModel` (smplx).
 
 :func:`load_body_models` resolves the models for genders ``"m"``, ``"f"`` and ``"neutral"``: a
 folder with ``SMPL_{NEUTRAL,MALE,FEMALE}.{npz,pkl}`` (+ ``J_regressor_h36m.npy``), a dict of paths,
@@ -61,7 +60,18 @@ class EvalSMPL:
             reg = (load_regressor(h36m_regressor, 17) if isinstance(h36m_regressor, (str, Path))
                    else np.asarray(h36m_regressor, dtype=np.float64))
             self.h36m = t(reg)
-            self.h36m_support = torch.as_tensor(np.flatnonzero(np.abs(reg).sum(0) > 0))
+            # Joint-space skinning (exact, by linearity of LBS and of the regressor): with
+            # RW_jvk = r_jv w_vk, joint j = sum_k A_k [sum_v RW_jvk v_posed_v; sum_v RW_jvk], and
+            # sum_v RW_jvk v_posed_v = C_jk + D_jk beta + E_jk pose_feature. Per body this costs
+            # 17 x 24 x 3 x 207 multiply-adds whatever the regressor's support (a dense one reads
+            # all 6890 vertices), instead of posing the vertices it reads.
+            sup = np.flatnonzero(np.abs(reg).sum(0) > 0)
+            rw = reg[:, sup, None] * d["weights"][None, sup]                       # [17, S, 24]
+            basis = np.concatenate([d["v_template"][sup, :, None], d["shapedirs"][sup, :, :NUM_BETAS],
+                                    d["posedirs"][sup]], axis=2)                   # [S, 3, 1 + 10 + 207]
+            cde = np.tensordot(rw, basis, axes=([1], [0]))                          # [17, 24, 3, 218]
+            self.h36m_basis = t(cde.reshape(-1, cde.shape[-1]).T)                   # [218, 17*24*3]
+            self.h36m_weight = t(rw.sum(1))                                         # [17, 24]
 
     def _pad_betas(self, betas, n):
         if betas is None:
@@ -111,14 +121,21 @@ class EvalSMPL:
 
     def h36m_joints(self, rotmats, betas=None, verts=None):
         """H36M-regressor joints [N, 17, 3] (rows in ``joints.H36M_17`` order), from ``verts`` if
-        given (full meshes), else from the regressor's support vertices only."""
+        given (full meshes), else by joint-space skinning without any vertex (see ``__init__``)."""
         if self.h36m is None:
             raise ValueError(f"{self.path}: no H36M joint regressor; put {H36M_REGRESSOR_FILE} next to "
                              "the model file (the 3DPW test protocol regresses its 14 joints with it)")
         if verts is not None:
             return torch.einsum("jv,nvc->njc", self.h36m, verts)
-        sub = self.vertices(rotmats, betas, self.h36m_support)
-        return torch.einsum("jv,nvc->njc", self.h36m[:, self.h36m_support], sub)
+        R = rotmats.to(self.dtype)
+        N = R.shape[0]
+        b = self._pad_betas(betas, N)
+        A = self.kinematics(R, b)[2]                                                   # [N, 24, 3, 4]
+        feat = torch.cat([torch.ones(N, 1, dtype=self.dtype), b,
+                          (R[:, 1:] - torch.eye(3, dtype=self.dtype)).reshape(N, -1)], 1)   # [N, 218]
+        X = (feat @ self.h36m_basis).view(N, 17, 24, 3)
+        return (torch.einsum("nkcd,njkd->njc", A[..., :3], X)
+                + torch.einsum("jk,nkc->njc", self.h36m_weight, A[..., 3]))
 
 
 def load_body_models(spec=None, dtype=torch.float32) -> tuple[dict, bool]:
