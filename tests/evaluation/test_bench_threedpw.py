@@ -277,7 +277,7 @@ def test_challenge_against_the_kits_recipe(dataset, body, tmp_path):
     assert perfect.summary["MPJPE_mm"] < 1e-6 and perfect.summary["PCK_pct"] == 100
     assert perfect.summary["MPJAE_deg"] < 1e-5 and perfect.summary["AUC_pct"] > 99.7
     rows = predictions(truth, noise=0.05)
-    res = score(root, save(tmp_path / "n.npz", rows), splits=("test",))
+    res = score(root, save(tmp_path / "n.npz", rows), splits="test")
     ref = expected_challenge(body, truth, rows)
     for k, v in ref.items():
         assert res.summary[k] == pytest.approx(v, abs=1e-6 if "deg" in k else 1e-4), k

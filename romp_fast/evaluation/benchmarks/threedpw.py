@@ -278,7 +278,8 @@ def score_3dpw_challenge(gt, pred, *, matching=None, progress=False, **options) 
     missing = _missing_rule(o["missing"], ("previous", "skip", "error"))
     preds = io.read_predictions(pred, allow_official=True)
     matching = matching or "person_id"
-    g = _GT(io.find_sequence_files(gt, o["splits"]), o["frames"], need_2d=matching != "person_id")
+    splits = [o["splits"]] if isinstance(o["splits"], str) else list(o["splits"])
+    g = _GT(io.find_sequence_files(gt, splits), o["frames"], need_2d=matching != "person_id")
     rec, unused = assign(g, preds, matching, o["iou_thresh"], o["max_dist_px"])
     matched = rec >= 0
     rec, zero = fill_missing(g, rec, missing, preds, matching)
