@@ -7,14 +7,15 @@ pairs that survive are a maximum-*weight* matching of the positive pairs: it is 
 maximum-cardinality matching that ``linear_assignment`` computes when entries are forbidden, so the
 zeros stay allowed here (``maximize=True``, no ``max_cost``).
 
-Two ways to split the work into independent problems (:class:`Units`):
+Two ways to split the work into independent problems (:class:`Units`), over the pairs with a
+positive similarity (every metric's pairs are among them; a metric gives the others weight 0):
 
 - :func:`frame_units` (the exact mode): one problem per frame, the whole ``n_gt x n_tracker``
   matrix with zeros, bitwise the matrix TrackEval builds. Solved by scipy (``use_reference``),
   this reproduces TrackEval's choice even among tied optima.
 - :func:`component_units` (the default): a maximum-weight matching decomposes over the connected
   components of the graph of positive pairs, so each component is its own problem. In tracking
-  data most components are one gt and one tracker detection (matched without solving anything)
+  data many components are one gt and one tracker detection (matched without solving anything)
   and the rest are a few rows wide, so the batched problems are tiny. The surviving pairs are the
   same as TrackEval's whenever each frame's optimum is unique, which holds for continuous
   similarities; among exactly tied optima the two solvers may pick differently.
@@ -22,7 +23,6 @@ Two ways to split the work into independent problems (:class:`Units`):
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,37 +30,50 @@ import torch
 from romp_fast import ops
 from romp_fast.evaluation.tracking.sequence import Edges, argsort_int
 
+SMALL = 4  # problems up to SMALL x SMALL share one padded batch, larger ones another
+# Batches with fewer cells than this are solved on the calling thread. A sequence's batches are
+# sub-millisecond (4000 problems of 4 x 4: 0.54 ms on one thread, 0.23 ms on two of an idle EPYC),
+# but a parallel region waits for every thread it wakes: with the second core busy (training,
+# data loading, other jobs) each region stalled ~8 ms here, more than the whole metric.
+PARALLEL_CELLS = 2_000_000
 
-SMALL = 4
+
+@contextlib.contextmanager
+def _threads_for(cells: int):
+    n = torch.get_num_threads()
+    if n == 1 or cells >= PARALLEL_CELLS:
+        yield
+        return
+    torch.set_num_threads(1)  # the OpenMP thread count is per calling thread
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
-@dataclass
 class Units:
     """Independent assignment problems over a set of edges.
 
-    unit[K]: the problem of each edge, -1 for an edge alone in its component (always matched: a
-    1 x 1 assignment). lr[K], lc[K]: its row and column inside the problem. shape[U, 2]: rows and
-    columns of each problem. order[...] / ptr[U + 1]: the edges of problem u are
-    ``order[ptr[u]:ptr[u + 1]]``.
+    unit[K]: the problem of each edge, -1 for an edge alone in its component (a 1 x 1 problem).
+    lr[K], lc[K]: its row and column inside the problem. shape[U, 2]: rows and columns of each
+    problem. ``edges_of(which)``: the edges of the given problems.
     """
-    unit: np.ndarray
-    lr: np.ndarray
-    lc: np.ndarray
-    shape: np.ndarray
-    order: np.ndarray
-    ptr: np.ndarray
+
+    def __init__(self, unit, lr, lc, shape):
+        self.unit, self.lr, self.lc, self.shape = unit, lr, lc, shape
+        self._order = self._ptr = None
 
     @property
     def num_units(self) -> int:
         return len(self.shape)
 
-
-def _group(unit, num_units):
-    order = argsort_int(unit + 1)
-    order = order[np.count_nonzero(unit < 0):]
-    ptr = np.zeros(num_units + 1, dtype=np.int64)
-    np.cumsum(np.bincount(unit[order], minlength=num_units), out=ptr[1:])
-    return order, ptr
+    def edges_of(self, which: np.ndarray) -> np.ndarray:
+        if self._order is None:  # edges grouped by problem, built on first use
+            order = argsort_int(self.unit + 1)
+            self._order = order[np.count_nonzero(self.unit < 0):]
+            self._ptr = np.zeros(self.num_units + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.unit[self._order], minlength=self.num_units), out=self._ptr[1:])
+        return self._order[ranges(self._ptr[which], self._ptr[which + 1] - self._ptr[which])]
 
 
 def frame_units(edges: Edges, seq) -> Units:
@@ -68,18 +81,16 @@ def frame_units(edges: Edges, seq) -> Units:
     frame, r, c = seq.frame_rc(edges)
     frames, unit = np.unique(frame, return_inverse=True)
     shape = np.stack([seq.ng[frames], seq.nt[frames]], 1).astype(np.int64)
-    order, ptr = _group(unit, len(frames))
-    return Units(unit.astype(np.int64), r, c, shape, order, ptr)
+    return Units(unit.astype(np.int64), r, c, shape)
 
 
 def _rank_within(labels):
-    """Position of each node among the nodes with the same label (stable)."""
+    """Position of each node among the nodes with the same label."""
     order = argsort_int(labels)
     sl = labels[order]
-    first = np.r_[0, np.flatnonzero(sl[1:] != sl[:-1]) + 1]
-    starts = np.repeat(first, np.diff(np.r_[first, len(sl)]))
+    first = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
     rank = np.empty(len(labels), dtype=np.int64)
-    rank[order] = np.arange(len(labels)) - starts
+    rank[order] = np.arange(len(labels)) - np.repeat(first, np.diff(np.r_[first, len(sl)]))
     return rank
 
 
@@ -94,135 +105,116 @@ def component_units(edges: Edges, num_rows: int, num_cols: int) -> Units:
     K = len(edges)
     deg_r = np.bincount(edges.d, minlength=num_rows)
     deg_c = np.bincount(edges.e, minlength=num_cols)
-    rest = (deg_r[edges.d] > 1) | (deg_c[edges.e] > 1)
+    rest = np.flatnonzero((deg_r[edges.d] > 1) | (deg_c[edges.e] > 1))
     unit = np.full(K, -1, dtype=np.int64)
     lr = np.zeros(K, dtype=np.int64)
     lc = np.zeros(K, dtype=np.int64)
+    if len(rest) == 0:
+        return Units(unit, lr, lc, np.zeros((0, 2), np.int64))
     d, e = edges.d[rest], edges.e[rest]
-    if len(d) == 0:
-        return Units(unit, lr, lc, np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
     # Rows then columns as the nodes of one graph, edges row -> column in CSR order (rows sorted);
-    # weak connectivity of that directed graph is the bipartite graph's connectivity.
+    # weak connectivity of that directed graph is the bipartite graph's connectivity. float64 data
+    # and int32 indices are what csgraph works on (anything else is converted first).
     n = num_rows + num_cols
-    indptr = np.zeros(n + 1, dtype=np.int64)
+    idx_t = np.int32 if n + len(d) < 2**31 else np.int64
+    indptr = np.zeros(n + 1, dtype=idx_t)
     np.cumsum(np.bincount(d, minlength=n), out=indptr[1:])
-    graph = csr_matrix((np.ones(len(d), np.int8), e + num_rows, indptr), shape=(n, n))
+    graph = csr_matrix((np.ones(len(d)), (e + num_rows).astype(idx_t), indptr), shape=(n, n))
     num, labels = connected_components(graph, directed=True, connection="weak")
-    rows = d[np.r_[True, d[1:] != d[:-1]]]
+    first_of_row = np.r_[True, d[1:] != d[:-1]]
+    rows = d[first_of_row]
     col_used = np.zeros(num_cols, dtype=bool)
     col_used[e] = True
     cols = np.flatnonzero(col_used)
-    used = np.zeros(num, dtype=np.int64)
-    used[labels[rows]] = 1
+    used = np.zeros(num, dtype=bool)
+    used[labels[rows]] = True
     compact = np.cumsum(used) - 1
     row_lab, col_lab = compact[labels[rows]], compact[labels[cols + num_rows]]
-    U = int(used.sum())
-    rank_r = np.zeros(num_rows, dtype=np.int64)
-    rank_r[rows] = _rank_within(row_lab)
+    U = int(compact[-1]) + 1
     rank_c = np.zeros(num_cols, dtype=np.int64)
     rank_c[cols] = _rank_within(col_lab)
-    unit[rest] = compact[labels[d]]
-    lr[rest] = rank_r[d]
+    unit[rest] = np.repeat(row_lab, np.diff(np.r_[np.flatnonzero(first_of_row), len(d)]))
+    lr[rest] = np.repeat(_rank_within(row_lab), np.diff(np.r_[np.flatnonzero(first_of_row), len(d)]))
     lc[rest] = rank_c[e]
     shape = np.stack([np.bincount(row_lab, minlength=U), np.bincount(col_lab, minlength=U)], 1)
-    order, ptr = _group(unit, U)
-    return Units(unit, lr, lc, shape.astype(np.int64), order, ptr)
+    return Units(unit, lr, lc, shape)
 
 
-def restrict(units: Units, keep: np.ndarray) -> Units:
-    """The same problems over a subset of the edges (a coarser split stays exact: every component
-    of a subgraph lies inside one component of the graph)."""
-    unit = units.unit[keep]
-    order, ptr = _group(unit, units.num_units)
-    return Units(unit, units.lr[keep], units.lc[keep], units.shape, order, ptr)
-
-
-def _ranges(starts, lens):
+def ranges(starts, lens):
     """Concatenation of ``arange(s, s + n)`` for each (s, n)."""
     total = int(lens.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.cumsum(lens) + lens, lens)
-    return offsets + np.arange(total)
+    return np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total)
 
 
-def solve(units: Units, weight: np.ndarray, which=None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def solve(units: Units, weight: np.ndarray, which=None, exact: bool = False, bonus=None) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-total assignment of each selected problem (zeros allowed, as TrackEval's scipy call).
 
     Args:
-        weight (float64[K]): the score of each edge; absent pairs score 0.
+        weight (float64[K]): the score of each edge (>= 0); absent pairs score 0.
         which (int[U'] or None): problems to solve (default: all of them).
         exact: solve with scipy (``use_reference``) instead of the native kernel.
+        bonus (bool[K], optional): edges whose score is ``1000 + weight`` (CLEAR's continuation).
     Returns:
-        (edge indices[K'] of the selected problems' edges, bool[K'] whether each is matched).
+        (edge indices[K'] of the selected problems' edges, bool[K'] whether each is assigned).
     """
     if which is None:
-        which = np.flatnonzero(np.diff(units.ptr) > 0)
-    which = np.asarray(which, dtype=np.int64)
-    idx = units.order[_ranges(units.ptr[which], units.ptr[which + 1] - units.ptr[which])]
+        idx = np.flatnonzero(units.unit >= 0)
+        slot_of_unit, shape = None, units.shape
+    else:
+        which = np.asarray(which, dtype=np.int64)
+        idx = units.edges_of(which)
+        slot_of_unit = np.empty(units.num_units, dtype=np.int64)
+        slot_of_unit[which] = np.arange(len(which))
+        shape = units.shape[which]
     chosen = np.zeros(len(idx), dtype=bool)
     if len(idx) == 0:
         return idx, chosen
-    shape = units.shape[which]
-    # At most two batched calls: the many tiny problems padded to SMALL x SMALL, the few larger ones
-    # to their maximum (padding is written, never solved: row/col counts bound each problem).
-    big = np.maximum(shape[:, 0], shape[:, 1]) > SMALL
-    pos = np.empty(units.num_units, dtype=np.int64)
-    pos[which] = np.arange(len(which))
-    edge_pos = pos[units.unit[idx]]
+    pos = units.unit[idx] if slot_of_unit is None else slot_of_unit[units.unit[idx]]
     lr, lc = units.lr[idx], units.lc[idx]
+    w = weight[idx]
+    if bonus is not None:
+        w = np.where(bonus[idx], 1000.0, 0.0) + w  # TrackEval: 1000 * continues + similarity
+    # At most two batched calls: the many tiny problems padded to SMALL x SMALL, the few larger ones
+    # to their maximum (padding is written, never solved: row/col counts bound each problem); a
+    # handful of problems go in one call.
+    big = np.maximum(shape[:, 0], shape[:, 1]) > SMALL
+    if len(shape) <= 64:
+        big[:] = True
+    mixed = big.any() and not big.all()
     for flag in (False, True):
-        sel = np.flatnonzero(big == flag)
-        if len(sel) == 0:
+        sel = np.flatnonzero(big == flag) if mixed else (np.arange(len(shape)) if big.all() == flag else None)
+        if sel is None or len(sel) == 0:
             continue
-        slot = np.empty(len(which), dtype=np.int64)
+        slot = np.empty(len(shape), dtype=np.int64)
         slot[sel] = np.arange(len(sel))
-        ei = np.flatnonzero(big[edge_pos] == flag) if big.any() and not big.all() else np.arange(len(idx))
+        ei = np.flatnonzero(big[pos] == flag) if mixed else slice(None)
         rows, cols = shape[sel, 0], shape[sel, 1]
-        bi = slot[edge_pos[ei]]
+        bi, r, c = slot[pos[ei]], lr[ei], lc[ei]
         cost = np.zeros((len(sel), int(rows.max()), int(cols.max())))
-        cost[bi, lr[ei], lc[ei]] = weight[idx[ei]]
-        with ops.use_reference() if exact else contextlib.nullcontext():
+        cost[bi, r, c] = w[ei]
+        with ops.use_reference() if exact else _threads_for(cost.size):
             match = ops.linear_assignment(torch.from_numpy(cost), row_counts=torch.from_numpy(rows),
                                           col_counts=torch.from_numpy(cols), maximize=True).numpy()
-        chosen[ei] = match[bi, lr[ei]] == lc[ei]
+        chosen[ei] = match[bi, r] == c
     return idx, chosen
 
 
-def max_weight_matching(edges: Edges, weight: np.ndarray, units: Units, exact: bool = False) -> np.ndarray:
-    """bool[K]: the edges TrackEval's per-frame ``linear_sum_assignment(-score)`` matches."""
-    chosen = units.unit < 0  # alone in their component: a 1 x 1 problem always matches
+def max_weight_matching(weight: np.ndarray, units: Units, exact: bool = False) -> np.ndarray:
+    """bool[K]: the edges with positive weight that TrackEval's per-frame
+    ``linear_sum_assignment(-score)`` matches (zero-weight edges are never reported)."""
+    chosen = units.unit < 0  # alone in its component: a 1 x 1 problem always assigns it
     idx, ok = solve(units, weight, exact=exact)
     chosen[idx] = ok
-    return chosen
-
-
-def make_units(edges: Edges, seq, exact: bool) -> Units:
-    """Frame problems (exact) or component problems (default) over ``edges`` of ``seq``."""
-    if exact:
-        return frame_units(edges, seq)
-    return component_units(edges, seq.num_gt_dets, seq.num_tracker_dets)
+    return chosen & (weight > 0)
 
 
 def positive_units(seq, exact: bool) -> tuple[Edges, Units]:
     """The pairs with a positive similarity and their problems (cached on ``seq``)."""
-    key = ("units", "positive", exact)
+    key = ("units", exact)
     if key not in seq._cache:
         pos = seq.positive_edges()
-        seq._cache[key] = (pos, make_units(pos, seq, exact))
-    return seq._cache[key]
-
-
-def units_at_least(seq, threshold: float, exact: bool) -> tuple[Edges, Units]:
-    """The pairs with ``sim >= threshold`` and their problems, cached on ``seq``: for a positive
-    threshold, the positive pairs' problems restricted to them (computed once for all metrics)."""
-    key = ("units", float(threshold), exact)
-    if key not in seq._cache:
-        if threshold > 0:
-            pos, units = positive_units(seq, exact)
-            keep = pos.s >= threshold
-            seq._cache[key] = (pos.subset(keep), restrict(units, keep))
-        else:
-            edges = seq.edges(seq.sim >= threshold)
-            seq._cache[key] = (edges, make_units(edges, seq, exact))
+        units = frame_units(pos, seq) if exact else component_units(pos, seq.num_gt_dets, seq.num_tracker_dets)
+        seq._cache[key] = (pos, units)
     return seq._cache[key]

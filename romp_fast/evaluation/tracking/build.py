@@ -16,7 +16,7 @@ import inspect
 import numpy as np
 
 from romp_fast.evaluation.benchmarks.cmu_panoptic import BenchmarkFileError
-from romp_fast.evaluation.tracking.assign import _ranges, max_weight_matching, units_at_least
+from romp_fast.evaluation.tracking.assign import max_weight_matching, positive_units, ranges
 from romp_fast.evaluation.tracking.formats import Dets
 from romp_fast.evaluation.tracking.sequence import EPS, Sequence, argsort_int
 from romp_fast.evaluation.tracking.similarity import SIMILARITIES, boxes_from_joints
@@ -51,7 +51,7 @@ def _field(dets: Dets, name: str, where: str, box_source: str, box_scale):
 def _padded(values, ptr, frames, width):
     """values[n, ...] of the given frames -> [len(frames), width, ...] (zeros as padding)."""
     counts = ptr[frames + 1] - ptr[frames]
-    idx = _ranges(ptr[frames], counts)
+    idx = ranges(ptr[frames], counts)
     f = np.repeat(np.arange(len(frames)), counts)
     out = np.zeros((len(frames), width) + values.shape[1:])
     out[f, idx - ptr[frames][f]] = values[idx]
@@ -150,8 +150,8 @@ def mot_preprocess(gt: Dets, pred: Dets, num_timesteps: int, *, benchmark="MOT17
                                      "pass preprocess=False to evaluate every row")
         distractors = DISTRACTORS + ((6,) if benchmark.upper() == "MOT20" else ())
         raw = build_sequence(gt, pred, num_timesteps, where=where, keep_frames=exact, **build_options)
-        edges, units = units_at_least(raw, 0.5 - EPS, exact)
-        chosen = max_weight_matching(edges, edges.s, units, exact=exact)
+        edges, units = positive_units(raw, exact)  # CLEAR's rule without the bonus
+        chosen = max_weight_matching(np.where(edges.s >= 0.5 - EPS, edges.s, 0.0), units, exact=exact)
         g_sorted, p_sorted = raw._cache["gt_dets"], raw._cache["pred_dets"]
         drop = np.zeros(len(p_sorted), dtype=bool)
         hit = chosen & np.isin(g_sorted.classes[edges.d], distractors)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from romp_fast.evaluation.tracking.assign import _ranges, solve, units_at_least
+from romp_fast.evaluation.tracking.assign import max_weight_matching, positive_units, ranges, solve
 from romp_fast.evaluation.tracking.sequence import EPS, Sequence, argsort_int, lookup
 
 INTEGER_FIELDS = ("CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "CLR_Frames")
@@ -62,26 +62,41 @@ def check_threshold(threshold: float) -> None:
 
 
 def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
-    """TrackEval's per-frame CLEAR matching. Returns (edges, matched bool[K], row_match[Dg]: the
+    """TrackEval's per-frame CLEAR matching, over the positive pairs (those under the threshold
+    weigh 0, exactly as TrackEval zeroes them). Returns (edges, matched bool[K], row_match[Dg]: the
     tracker detection matched to each gt detection or -1, prev_gt[Dg])."""
     check_threshold(threshold)
-    edges, units = units_at_least(seq, threshold - EPS, exact)  # every pair here scores > eps
-    K = len(edges)
+    edges, units = positive_units(seq, exact)
+    cand = edges.s >= threshold - EPS  # every such pair scores > eps
+    base = np.where(cand, edges.s, 0.0)
     prev_gt, prev_tr = previous_active(seq)
     pg, pt = prev_gt[edges.d], prev_tr[edges.e]  # the same two ids one active frame earlier
-    linked = np.flatnonzero((pg >= 0) & (pt >= 0) & (units.unit >= 0))  # lone pairs always match
+    if exact:
+        open_units = np.arange(units.num_units)
+        chosen = max_weight_matching(base, units, exact)
+    else:
+        # A problem whose candidate pairs share no row or column matches all of them, whatever the
+        # bonus: only problems with competing candidates are ever solved.
+        cd, ce = edges.d[cand], edges.e[cand]
+        clash = np.zeros(len(edges), dtype=bool)
+        clash[cand] = (np.bincount(cd, minlength=seq.num_gt_dets)[cd] > 1) | (
+            np.bincount(ce, minlength=seq.num_tracker_dets)[ce] > 1)
+        open_units = np.unique(units.unit[clash])
+        chosen = cand.copy()
+        idx, ok = solve(units, base, which=open_units)
+        chosen[idx] = ok & cand[idx]
+    is_open = np.zeros(units.num_units + 1, dtype=bool)  # [-1] stays False: lone pairs always match
+    is_open[open_units] = True
+    linked = np.flatnonzero(cand & (pg >= 0) & (pt >= 0) & is_open[units.unit])
     # the linked pairs grouped by the earlier gt detection, to revisit only what a change touches
     by_prev = linked[argsort_int(pg[linked])]
     prev_ptr = np.zeros(seq.num_gt_dets + 1, dtype=np.int64)
     np.cumsum(np.bincount(pg[linked], minlength=seq.num_gt_dets), out=prev_ptr[1:])
 
-    chosen = units.unit < 0
-    idx, ok = solve(units, edges.s, exact=exact)
-    chosen[idx] = ok
     row_match = np.full(seq.num_gt_dets, -1, dtype=np.int64)
     row_match[edges.d[chosen]] = edges.e[chosen]
-    cont = np.zeros(K, dtype=bool)  # the bonus pairs implied by the current matches
-    solved_with = np.zeros(K, dtype=bool)  # the bonus pairs each problem was last solved with
+    cont = np.zeros(len(edges), dtype=bool)  # the bonus pairs implied by the current matches
+    solved_with = np.zeros(len(edges), dtype=bool)  # the bonus pairs each problem was last solved with
     check = linked
     while len(check):
         flip = check[(row_match[pg[check]] == pt[check]) != cont[check]]
@@ -91,12 +106,13 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
         todo = np.unique(units.unit[flip])
         if not exact:
             # keep a matching that has all its new bonus pairs and was solved with a subset of them
-            sel = units.order[_ranges(units.ptr[todo], units.ptr[todo + 1] - units.ptr[todo])]
+            sel = units.edges_of(todo)
             bad = (solved_with[sel] & ~cont[sel]) | (cont[sel] & ~chosen[sel])
             todo = np.unique(units.unit[sel[bad]])
             if len(todo) == 0:
                 break
-        idx, ok = solve(units, edges.s + 1000.0 * cont, which=todo, exact=exact)
+        idx, ok = solve(units, base, which=todo, exact=exact, bonus=cont)
+        ok &= cand[idx]
         chosen[idx] = ok
         solved_with[idx] = cont[idx]
         rows = np.unique(edges.d[idx])
@@ -104,7 +120,7 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
         row_match[rows] = -1
         row_match[edges.d[idx[ok]]] = edges.e[idx[ok]]
         moved = rows[row_match[rows] != before]
-        check = by_prev[_ranges(prev_ptr[moved], prev_ptr[moved + 1] - prev_ptr[moved])]
+        check = by_prev[ranges(prev_ptr[moved], prev_ptr[moved + 1] - prev_ptr[moved])]
     return edges, chosen, row_match, prev_gt
 
 

@@ -83,7 +83,7 @@ def eval_hota(seq: Sequence, exact: bool = False) -> dict:
         C = np.bincount(inv, weights=soft, minlength=len(uniq))[inv]
     align = C / (gt_count[gid] + tr_count[tid] - C)
     # 2. one matching per frame, all frames batched
-    chosen = max_weight_matching(ed, align * ed.s, units, exact=exact)
+    chosen = max_weight_matching(align * ed.s, units, exact=exact)
     ms, mkey = ed.s[chosen], key[chosen]
     # 3. per-alpha counts: a matched pair passes alpha a iff sim >= alpha - eps
     na = len(ALPHAS)

@@ -22,11 +22,11 @@ INTEGER_FIELDS = ("IDTP", "IDFN", "IDFP")
 FLOAT_FIELDS = ("IDF1", "IDR", "IDP")
 
 
-def id_matching(seq: Sequence, allowed_edges: Edges, exact: bool = False):
-    """Potential-match counts of the pairs in ``allowed_edges`` and the optimal id matching.
-    Returns (gt id[P], tracker id[P], count[P], matched bool[P])."""
+def id_matching(seq: Sequence, d: np.ndarray, e: np.ndarray, exact: bool = False):
+    """Potential-match counts of the pairs (gt detection ``d``, tracker detection ``e``) and the
+    optimal id matching. Returns (gt id[P], tracker id[P], count[P], matched bool[P])."""
     G, T = seq.num_gt_ids, seq.num_tracker_ids
-    key = seq.gt_ids[allowed_edges.d] * T + seq.tracker_ids[allowed_edges.e]
+    key = seq.gt_ids[d] * T + seq.tracker_ids[e]
     if G * T <= 4_000_000:
         counts = np.bincount(key, minlength=G * T)
         pairs = np.flatnonzero(counts)
@@ -36,8 +36,7 @@ def id_matching(seq: Sequence, allowed_edges: Edges, exact: bool = False):
     g, t = pairs // T, pairs % T
     ed = Edges(g, t, counts.astype(np.float64))
     # one problem per connected component of the count matrix (its rows are gt ids: sorted)
-    units = component_units(ed, G, T)
-    return g, t, counts, max_weight_matching(ed, ed.s, units, exact=exact)
+    return g, t, counts, max_weight_matching(ed.s, component_units(ed, G, T), exact=exact)
 
 
 def eval_identity(seq: Sequence, threshold: float = 0.5, exact: bool = False) -> dict:
@@ -51,10 +50,12 @@ def eval_identity(seq: Sequence, threshold: float = 0.5, exact: bool = False) ->
         return res
     if threshold > 0:
         pos = seq.positive_edges()
-        allowed = pos.subset(pos.s >= threshold)
+        ok = pos.s >= threshold
+        d, e = pos.d[ok], pos.e[ok]
     else:
         allowed = seq.edges(seq.sim >= threshold)
-    _, _, counts, matched = id_matching(seq, allowed, exact)
+        d, e = allowed.d, allowed.e
+    _, _, counts, matched = id_matching(seq, d, e, exact)
     idtp = int(counts[matched].sum())
     res.update(IDTP=idtp, IDFN=seq.num_gt_dets - idtp, IDFP=seq.num_tracker_dets - idtp)
     return final_fields(res)

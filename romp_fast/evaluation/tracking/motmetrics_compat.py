@@ -80,7 +80,7 @@ def mm_matches(seq: Sequence, max_distance: float = 0.5):
         rest = cost.copy()
         rest[r, :] = np.inf
         rest[:, c] = np.inf
-        match = linear_assignment(torch.from_numpy(rest)[None]).numpy()[0]
+        match = linear_assignment(torch.from_numpy(rest)[None]).numpy()[0]  # one problem: one thread
         r2 = np.flatnonzero(match >= 0)
         c2 = match[r2]
         sw = (last[gids[r2]] >= 0) & (last[gids[r2]] != tids[c2])
@@ -116,7 +116,7 @@ def eval_motmetrics(seq: Sequence, max_distance: float = 0.5) -> dict:
     new_run = tr & np.r_[True, (g[1:] != g[:-1]) | ~tr[:-1]]
     runs = np.bincount(g[new_run], minlength=G)
     edges, _ = allowed_edges(seq, max_distance)
-    _, _, counts, matched = id_matching(seq, edges)
+    _, _, counts, matched = id_matching(seq, edges.d, edges.e)
     res = {"num_frames": seq.num_timesteps, "num_objects": seq.num_gt_dets, "num_predictions": seq.num_tracker_dets,
            "num_unique_objects": int(present.sum()), "num_switches": int(sw.sum()),
            "num_detections": len(d), "num_false_positives": seq.num_tracker_dets - len(d),
