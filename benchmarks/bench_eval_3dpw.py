@@ -89,7 +89,8 @@ def smplx_numpy(gt_dir, pred_path, limit=None, chunk=256):
     out = {"mpjpe": [], "pa": [], "pve": []}
     for i in range(0, n, chunk):
         sl = slice(i, min(i + chunk, n))
-        gp = np.stack([gt[s]["poses"][p][f] for s, p, f in zip(pred["sequence"][sl], pred["person"][sl], pred["frame"][sl])])
+        keys = zip(pred["sequence"][sl], pred["person"][sl], pred["frame"][sl])
+        gp = np.stack([gt[s]["poses"][p][f] for s, p, f in keys])
         gb = np.stack([gt[s]["betas"][p][:10] for s, p in zip(pred["sequence"][sl], pred["person"][sl])])
         with torch.no_grad():
             og = body(torch.from_numpy(gp).float(), torch.from_numpy(gb).float())
