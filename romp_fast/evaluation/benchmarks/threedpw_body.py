@@ -4,9 +4,10 @@ The evaluator needs, per person-frame: SMPL-24 joints and global rotations (chal
 kinematics only, no mesh), the 17 H36M-regressor joints (VIBE/ROMP protocol; skinned in joint
 space, no vertex posed, exact by linearity) and the full 6890-vertex mesh for PVE. smplx always
 poses the whole mesh (about 6.5 M multiply-adds per body, dominated by the 207 x 20670
-pose-corrective product), which is ~40 s for the 70,000 bodies of one 3DPW test scoring on 2 cores. :class:`EvalSMPL` evaluates the same equations (SMPL, Loper et al. 2015, eqs. 1-4: shape
-and pose blend shapes, joint regression, forward kinematics, linear blend skinning) only where a
-metric needs them; it is tested against :class:`romp_fast.body.BodyModel` (smplx).
+pose-corrective product), which is ~40 s for the 70,000 bodies of one 3DPW test scoring on 2 cores.
+:class:`EvalSMPL` evaluates the same equations (SMPL, Loper et al. 2015, eqs. 1-4: shape and pose
+blend shapes, joint regression, forward kinematics, linear blend skinning) only where a metric
+needs them; it is tested against :class:`romp_fast.body.BodyModel` (smplx).
 
 :func:`load_body_models` resolves the models for genders ``"m"``, ``"f"`` and ``"neutral"``: a
 folder with ``SMPL_{NEUTRAL,MALE,FEMALE}.{npz,pkl}`` (+ ``J_regressor_h36m.npy``), a dict of paths,
