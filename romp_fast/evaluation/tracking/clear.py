@@ -34,6 +34,7 @@ INTEGER_FIELDS = ("CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag"
 FLOAT_FIELDS = ("MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA",
                 "CLR_F1", "FP_per_frame", "MOTAL", "MOTP_sum")
 SUMMED_FIELDS = INTEGER_FIELDS + ("MOTP_sum",)
+CARRY_ROUNDS = 64  # rounds of the carried-bonus guess before the frame-by-frame check takes over
 
 
 def previous_active(seq: Sequence):
@@ -93,10 +94,40 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
     prev_ptr = np.zeros(seq.num_gt_dets + 1, dtype=np.int64)
     np.cumsum(np.bincount(pg[linked], minlength=seq.num_gt_dets), out=prev_ptr[1:])
 
-    row_match = np.full(seq.num_gt_dets, -1, dtype=np.int64)
-    row_match[edges.d[chosen]] = edges.e[chosen]
     cont = np.zeros(len(edges), dtype=bool)  # the bonus pairs implied by the current matches
     solved_with = np.zeros(len(edges), dtype=bool)  # the bonus pairs each problem was last solved with
+    # Phase 1 (speed only): a pair matched in one frame stays matched while it remains a candidate in
+    # the next active frames (its 1000 bonus outweighs any two similarities <= 1), so the bonus is
+    # guessed from the matches carried forward along such runs, and every problem whose guess
+    # changed is solved again, all at once. Crossing tracks thus settle in a few rounds instead of
+    # one round per frame of the crossing. Phase 2 below checks the result frame by frame.
+    prev_edge = _previous_edge(seq, edges, cand, pg, pt, linked)
+    carry = _carry_forward(seq, edges, cand, linked, prev_edge)
+    has = prev_edge >= 0
+    k_has, p_has = linked[has], prev_edge[has]
+    for _ in range(CARRY_ROUNDS):
+        carried, birth = carry(chosen)
+        on = carried[p_has]
+        guess = np.zeros(len(edges), dtype=bool)
+        guess[_oldest_per_row_and_column(k_has[on], birth[p_has[on]], edges.d, edges.e)] = True
+        changed = guess != cont
+        if not changed.any():
+            break
+        cont = guess
+        todo = np.unique(units.unit[changed])
+        if not exact:
+            sel = units.edges_of(todo)
+            bad = (solved_with[sel] & ~cont[sel]) | (cont[sel] & ~chosen[sel])
+            todo = np.unique(units.unit[sel[bad]])
+            if len(todo) == 0:
+                continue
+        idx, ok = solve(units, base, which=todo, exact=exact, bonus=cont)
+        chosen[idx] = ok & cand[idx]
+        solved_with[idx] = cont[idx]
+    # Phase 2 (exact): the bonus implied by the previous frame's actual matches; problems whose
+    # bonus differs are solved again, and the frames after them re-checked, until none changes.
+    row_match = np.full(seq.num_gt_dets, -1, dtype=np.int64)
+    row_match[edges.d[chosen]] = edges.e[chosen]
     check = linked
     while len(check):
         flip = check[(row_match[pg[check]] == pt[check]) != cont[check]]
@@ -122,6 +153,57 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
         moved = rows[row_match[rows] != before]
         check = by_prev[ranges(prev_ptr[moved], prev_ptr[moved + 1] - prev_ptr[moved])]
     return edges, chosen, row_match, prev_gt
+
+
+def _previous_edge(seq, edges, cand, pg, pt, linked):
+    """For each linked pair: the index of the same pair one active frame earlier if it was a
+    candidate there, else -1."""
+    keys = edges.d * seq.num_tracker_dets + edges.e  # sorted: edges come ordered by (d, e)
+    q = pg[linked] * seq.num_tracker_dets + pt[linked]
+    pos = np.searchsorted(keys, q).clip(max=max(len(keys) - 1, 0))
+    hit = (keys[pos] == q) & cand[pos] if len(keys) else np.zeros(0, bool)
+    return np.where(hit, pos, -1)
+
+
+def _carry_forward(seq, edges, cand, linked, prev_edge):
+    """A function of chosen[K] giving, per pair, whether it was matched at this or an earlier frame
+    of its run (the same pair, a candidate in consecutive active frames) and the frame it was
+    first matched in that run (its "birth"; a large number if not carried)."""
+    k = np.flatnonzero(cand)
+    pair = seq.gt_ids[edges.d[k]] * seq.num_tracker_ids + seq.tracker_ids[edges.e[k]]
+    order = k[argsort_int(pair)]  # each pair's candidate edges in frame order
+    prev = np.full(len(edges), -1, dtype=np.int64)
+    prev[linked] = prev_edge
+    pos = np.arange(len(order))
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = prev[order[1:]] != order[:-1]
+    seg_first = np.flatnonzero(start)
+    seg = np.cumsum(start) - 1
+    frame = seq.gt_frame[edges.d[order]]
+    never = np.iinfo(np.int64).max
+
+    def carry(chosen):
+        carried = np.zeros(len(edges), dtype=bool)
+        birth = np.full(len(edges), never, dtype=np.int64)
+        if len(order):
+            first = np.minimum.reduceat(np.where(chosen[order], pos, len(order)), seg_first)[seg]
+            ok = first <= pos
+            carried[order] = ok
+            birth[order[ok]] = frame[first[ok]]
+        return carried, birth
+    return carry
+
+
+def _oldest_per_row_and_column(k, birth, d, e):
+    """Of bonus pairs k that compete for a row or a column, the one matched longest ago wins."""
+    k = k[np.argsort(birth, kind="stable")]
+    keep = np.zeros(len(k), dtype=bool)
+    _, first_d = np.unique(d[k], return_index=True)
+    _, first_e = np.unique(e[k], return_index=True)
+    keep[first_d] = True
+    win_e = np.zeros(len(k), dtype=bool)
+    win_e[first_e] = True
+    return k[keep & win_e]
 
 
 def eval_clear(seq: Sequence, threshold: float = 0.5, exact: bool = False) -> dict:

@@ -154,8 +154,14 @@ def _has_duplicates(keys: np.ndarray, size: int) -> np.ndarray:
 
 
 def _flat_ids(name, arrays, F, num_ids):
-    lens = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=F)
-    flat = np.concatenate([np.asarray(a).ravel() for a in arrays]) if F else np.zeros(0)
+    lens = np.fromiter(map(len, arrays), dtype=np.int64, count=F)
+    try:
+        flat = np.concatenate(arrays) if F else np.zeros(0, np.int64)
+    except ValueError:
+        flat = np.zeros(0)
+    if flat.ndim != 1 or len(flat) != lens.sum():
+        t = next(t for t, a in enumerate(arrays) if np.ndim(a) != 1)
+        raise ValueError(f"{name}[{t}] must be a 1-D array of ids, got shape {list(np.shape(arrays[t]))}")
     if flat.dtype.kind not in "iu":
         if flat.dtype.kind != "f" or not np.array_equal(flat, np.round(flat)):
             raise ValueError(f"{name} must hold integer ids, got dtype {flat.dtype}")
@@ -166,7 +172,7 @@ def _flat_ids(name, arrays, F, num_ids):
         raise ValueError(f"{name}[{t}] holds id {int(flat[bad])}, outside [0, num_{name[:-1]}s = {num_ids})")
     ptr = np.zeros(F + 1, dtype=np.int64)
     np.cumsum(lens, out=ptr[1:])
-    dup = _has_duplicates(np.repeat(np.arange(F), lens) * num_ids + flat, F * max(num_ids, 1))
+    dup = _has_duplicates(np.repeat(np.arange(F) * max(num_ids, 1), lens) + flat, F * max(num_ids, 1))
     if len(dup):
         t, i = divmod(int(dup[0]), max(num_ids, 1))
         raise ValueError(f"{name}[{t}] repeats id {i} (ids must be unique within a frame)")
@@ -192,12 +198,15 @@ def from_trackeval(data: dict, keep_frames: bool = False) -> Sequence:
     gt, gt_ptr = _flat_ids("gt_ids", data["gt_ids"], F, G)
     tr, tr_ptr = _flat_ids("tracker_ids", data["tracker_ids"], F, T)
     sims = data["similarity_scores"]
-    shapes = [np.shape(s) for s in sims]
     ng, nt = np.diff(gt_ptr), np.diff(tr_ptr)
-    for t, shp in enumerate(shapes):
-        if shp != (ng[t], nt[t]):
-            raise ValueError(f"similarity_scores[{t}] must be [n_gt, n_tracker] = [{ng[t]}, {nt[t]}], got {list(shp)}")
-    sim = np.concatenate([np.ravel(s) for s in sims]).astype(np.float64, copy=False) if F else np.zeros(0)
+    if not all(isinstance(s, np.ndarray) for s in sims):
+        sims = [np.asarray(s, dtype=np.float64) for s in sims]
+    want = list(zip(ng.tolist(), nt.tolist()))
+    if [s.shape for s in sims] != want:
+        t = next(t for t, s in enumerate(sims) if s.shape != want[t])
+        raise ValueError(f"similarity_scores[{t}] must be [n_gt, n_tracker] = {list(want[t])}, "
+                         f"got {list(sims[t].shape)}")
+    sim = np.concatenate([s.ravel() for s in sims]).astype(np.float64, copy=False) if F else np.zeros(0)
     if len(sim):
         lo, hi = sim.min(), sim.max()
         if not (lo >= 0 and hi < np.inf):
