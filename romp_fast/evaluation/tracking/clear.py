@@ -16,12 +16,17 @@ TrackEval's rules, and how they are reproduced:
   ``CLEAR._compute_final_fields``.
 
 The continuation bonus makes a frame depend on the previous one. Instead of a frame loop, every
-frame is first solved without bonus (one batched call); then, until nothing changes, the bonus pairs
-implied by the current matches are recomputed for all frames at once and only the problems whose
-bonus changed are solved again (batched). A problem is consistent with its predecessor once no bonus
-changes, so the fixed point is TrackEval's frame-by-frame result (induction over frames: the first
-frame has no bonus). In the default mode a problem whose current matching already contains all its
-new bonus pairs is kept without solving (it stays optimal: the bonus only adds to pairs it has).
+frame is first solved without bonus (one batched call, only the sub-problems where candidate pairs
+compete for a row or column). Then the bonus pairs are guessed for all frames at once by carrying
+each match forward along its run of consecutive candidate frames (a continued pair always keeps its
+match: its 1000 bonus outweighs any two similarities <= 1), and the problems whose bonus changed are
+solved again, batched, until the guess is stable. Finally the bonus implied by each previous
+frame's actual matches is checked for every frame; problems where it differs are solved again and
+their successors re-checked until nothing changes. A problem is consistent with its predecessor
+once its bonus no longer changes, so this fixed point is TrackEval's frame-by-frame result
+(induction over frames: the first frame has no bonus). In the default mode a problem whose current
+matching already contains all its new bonus pairs, and was solved with a subset of them, is kept
+without solving (it stays optimal).
 """
 from __future__ import annotations
 
