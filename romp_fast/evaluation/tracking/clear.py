@@ -44,20 +44,22 @@ CARRY_ROUNDS = 64  # rounds of the carried-bonus guess before the frame-by-frame
 
 def previous_active(seq: Sequence):
     """For every gt (tracker) detection, the detection with the same id in the previous frame that
-    has both gt and tracker detections, or -1 (TrackEval's "previous timestep")."""
+    has both gt and tracker detections, or -1 (TrackEval's "previous timestep"). Cached on seq."""
+    if "previous_active" in seq._cache:
+        return seq._cache["previous_active"]
     active = (seq.ng > 0) & (seq.nt > 0)
-    aidx = np.cumsum(active) - 1
+    aidx = np.where(active, np.cumsum(active) - 1, -1)
+    Fa = int(active.sum())
     out = []
     for ids, frame, num in ((seq.gt_ids, seq.gt_frame, seq.num_gt_ids), (seq.tracker_ids, seq.tr_frame,
                                                                           seq.num_tracker_ids)):
-        a = np.where(active[frame], aidx[frame], -2)
-        valid = a >= 0
-        keys = a[valid] * num + ids[valid]
-        prev = np.full(len(ids), -1, dtype=np.int64)
-        q = (a - 1) * num + ids
-        prev[valid] = lookup(keys, np.flatnonzero(valid), q[valid], int(active.sum()) * num)
+        key = aidx[frame] * num + ids  # negative in frames that are not active
+        valid = np.flatnonzero(key >= 0)
+        prev = lookup(key[valid], valid, key - num, Fa * num)  # same id, one active frame earlier
+        prev[key < num] = -1  # first active frame, or not active
         out.append(prev)
-    return out
+    seq._cache["previous_active"] = tuple(out)
+    return seq._cache["previous_active"]
 
 
 def check_threshold(threshold: float) -> None:
@@ -111,10 +113,12 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
     has = prev_edge >= 0
     k_has, p_has = linked[has], prev_edge[has]
     for _ in range(CARRY_ROUNDS):
-        carried, birth = carry(chosen)
+        carried, birth_of = carry(chosen)
         on = carried[p_has]
+        k_on, p_on = k_has[on], p_has[on]
         guess = np.zeros(len(edges), dtype=bool)
-        guess[_oldest_per_row_and_column(k_has[on], birth[p_has[on]], edges.d, edges.e)] = True
+        guess[_oldest_per_row_and_column(k_on, lambda i: birth_of(p_on[np.searchsorted(k_on, i)]), edges,
+                                         seq.num_gt_dets, seq.num_tracker_dets)] = True
         changed = guess != cont
         if not changed.any():
             break
@@ -171,9 +175,9 @@ def _previous_edge(seq, edges, cand, pg, pt, linked):
 
 
 def _carry_forward(seq, edges, cand, linked, prev_edge):
-    """A function of chosen[K] giving, per pair, whether it was matched at this or an earlier frame
-    of its run (the same pair, a candidate in consecutive active frames) and the frame it was
-    first matched in that run (its "birth"; a large number if not carried)."""
+    """A function of chosen[K] giving whether each pair was matched at this or an earlier frame of
+    its run (the same pair, a candidate in consecutive active frames), and a function giving the
+    frame where it was first matched in the run ("birth") for some pairs."""
     k = np.flatnonzero(cand)
     pair = seq.gt_ids[edges.d[k]] * seq.num_tracker_ids + seq.tracker_ids[edges.e[k]]
     order = k[argsort_int(pair)]  # each pair's candidate edges in frame order
@@ -185,30 +189,33 @@ def _carry_forward(seq, edges, cand, linked, prev_edge):
     seg_first = np.flatnonzero(start)
     seg = np.cumsum(start) - 1
     frame = seq.gt_frame[edges.d[order]]
-    never = np.iinfo(np.int64).max
+    first_of = np.zeros(len(edges), dtype=np.int64)
 
     def carry(chosen):
         carried = np.zeros(len(edges), dtype=bool)
-        birth = np.full(len(edges), never, dtype=np.int64)
         if len(order):
             first = np.minimum.reduceat(np.where(chosen[order], pos, len(order)), seg_first)[seg]
-            ok = first <= pos
-            carried[order] = ok
-            birth[order[ok]] = frame[first[ok]]
-        return carried, birth
+            carried[order] = first <= pos
+            first_of[order] = np.minimum(first, len(order) - 1)
+        return carried, lambda idx: frame[first_of[idx]]
     return carry
 
 
-def _oldest_per_row_and_column(k, birth, d, e):
+def _oldest_per_row_and_column(k, birth_of, edges, num_rows, num_cols):
     """Of bonus pairs k that compete for a row or a column, the one matched longest ago wins."""
-    k = k[np.argsort(birth, kind="stable")]
-    keep = np.zeros(len(k), dtype=bool)
-    _, first_d = np.unique(d[k], return_index=True)
-    _, first_e = np.unique(e[k], return_index=True)
-    keep[first_d] = True
-    win_e = np.zeros(len(k), dtype=bool)
+    d, e = edges.d[k], edges.e[k]
+    clash = (np.bincount(d, minlength=num_rows)[d] > 1) | (np.bincount(e, minlength=num_cols)[e] > 1)
+    if not clash.any():
+        return k
+    kc = k[clash]
+    kc = kc[np.argsort(birth_of(kc), kind="stable")]
+    _, first_d = np.unique(edges.d[kc], return_index=True)
+    _, first_e = np.unique(edges.e[kc], return_index=True)
+    win = np.zeros(len(kc), dtype=bool)
+    win[first_d] = True
+    win_e = np.zeros(len(kc), dtype=bool)
     win_e[first_e] = True
-    return k[keep & win_e]
+    return np.r_[k[~clash], kc[win & win_e]]
 
 
 def eval_clear(seq: Sequence, threshold: float = 0.5, exact: bool = False) -> dict:
