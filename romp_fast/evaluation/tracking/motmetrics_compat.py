@@ -19,7 +19,10 @@ Where motmetrics differs from TrackEval (``clear.py``):
 - Identity: the same optimal id matching as TrackEval's, over the pairs that may match.
 
 Frames are processed in order (each depends on every earlier match); each frame's remaining problem
-goes through ``linear_assignment``.
+goes through ``linear_assignment``. Identical to motmetrics whenever each frame's optimum is unique;
+with ``max_distance >= 1`` (``iou_matrix``'s default ``max_iou=1``) every non-overlapping pair is
+matchable at distance exactly 1, so many optima tie and motmetrics' solver (``lap.lapjv`` when
+installed, else scipy) and ours may pick different ones.
 """
 from __future__ import annotations
 
