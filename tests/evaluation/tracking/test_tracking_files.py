@@ -161,6 +161,27 @@ def test_joints3d_similarity_from_npz(tmp_path):
     assert res.summary["MOTA"] == 1.0 and res.summary["IDF1"] == 1.0 and res.summary["IDSW"] == 0
 
 
+def test_trace_gt_lists_and_keypoint_similarity(tmp_path):
+    """TRACE's ground truth lists ``[paths, gt_ids, gt_bboxes, ...]`` per frame; 2D keypoint (OKS)
+    similarity when both sides have joints."""
+    F = 30
+    gt, tr = make_sequence(F, 5, 4, seed=11)
+    gj = joints_for(gt.boxes, K=17)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    lists = {f: [["img"], gt.ids[gt.frame == f], gt.boxes[gt.frame == f], gt.ids[gt.frame == f]] for f in range(F)}
+    np.savez(tmp_path / "gt" / "v.npz", tracking=np.array(lists, dtype=object))
+    np.savez(tmp_path / "pred" / "v.npz", frame=gt.frame, track_id=gt.ids + 7, bbox=gt.boxes + 1.0)
+    res = score_tracking(tmp_path / "gt", tmp_path / "pred")
+    assert res.summary["IDF1"] == 1.0 and res.summary["CLR_FP"] == 0 and res.summary["HOTA"] > 0.9
+    np.savez(tmp_path / "gt" / "v.npz", frame=gt.frame, track_id=gt.ids, joints2d=gj)
+    np.savez(tmp_path / "pred" / "v.npz", frame=gt.frame, track_id=gt.ids, joints2d=gj + RNG.normal(0, 1, gj.shape))
+    res = score_tracking(tmp_path / "gt", tmp_path / "pred", similarity="keypoints")
+    assert res.summary["MOTA"] == 1.0 and res.summary["LocA"] > 0.9
+    with pytest.raises(BenchmarkFileError, match="needs 'joints3d'"):
+        score_tracking(tmp_path / "gt", tmp_path / "pred", similarity="joints3d")
+
+
 @pytest.mark.parametrize("text, match", [
     ("1,1,10,10,5,5,1,1,1\n1,2,10,x,5,5,1,1,1\n", r"gt\.txt:2: not a number"),
     ("1,1,10,10,5,5,1,1,1\n\n2,1,10,10\n", r"gt\.txt:3: needs at least 6 columns"),
