@@ -122,9 +122,13 @@ class ConsoleWriter:
 
     def write(self, storage: EventStorage, records: list[dict], scalars: bool = True) -> None:
         it = storage.iter
-        rate, eta = self._rate(it)
+        if it <= self.start_iter:  # before the first step (e.g. the evaluation at the start): no rate yet
+            self.t0 = time.perf_counter()
+            parts = [f"iter {it}/{self.max_iter}"]
+        else:
+            rate, eta = self._rate(it)
+            parts = [f"iter {it}/{self.max_iter}", f"{rate:.2f} it/s", f"eta {_hms(eta)}"]
         s = storage.smoothed()
-        parts = [f"iter {it}/{self.max_iter}", f"{rate:.2f} it/s", f"eta {_hms(eta)}"]
         for k, label in (("loss/total", "loss"), ("lr", "lr"), ("time/total", "s/it"), ("time/data", "data s")):
             if k in s:
                 parts.append(f"{label} {s[k]:.4g}")
