@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from romp_fast.evaluation.tracking.assign import max_weight_matching, positive_units, ranges, solve
+from romp_fast.evaluation.tracking.assign import component_units, max_weight_matching, positive_units, ranges, solve
 from romp_fast.evaluation.tracking.sequence import EPS, Sequence, argsort_int, lookup
 
 INTEGER_FIELDS = ("CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "CLR_Frames")
@@ -74,7 +74,12 @@ def clear_matches(seq: Sequence, threshold: float = 0.5, exact: bool = False):
     weigh 0, exactly as TrackEval zeroes them). Returns (edges, matched bool[K], row_match[Dg]: the
     tracker detection matched to each gt detection or -1, prev_gt[Dg])."""
     check_threshold(threshold)
-    edges, units = positive_units(seq, exact)
+    if exact:  # whole frames: the positive pairs, weight 0 where not a candidate (TrackEval's matrix)
+        edges, units = positive_units(seq, exact)
+    else:  # the sparser graph of candidate pairs splits into far smaller problems than HOTA's
+        pos = seq.positive_edges()
+        edges = pos.subset(pos.s >= threshold - EPS)
+        units = component_units(edges, seq.num_gt_dets, seq.num_tracker_dets)
     cand = edges.s >= threshold - EPS  # every such pair scores > eps
     base = np.where(cand, edges.s, 0.0)
     prev_gt, prev_tr = previous_active(seq)
