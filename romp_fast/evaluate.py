@@ -29,6 +29,9 @@ def parse_args(argv=None):
     ap.add_argument("--gt", default=None, help="ground-truth file or folder in the benchmark's own format")
     ap.add_argument("--pred", default=None, help="predictions file or folder (format: the evaluator's docstring)")
     ap.add_argument("--matching", default=None, help="matching rule (default: the protocol's own)")
+    ap.add_argument("--option", action="append", default=[], metavar="key=value",
+                    help="evaluator option (repeatable; value parsed as YAML), e.g. missing=penalty, "
+                         "body_models=DIR; each evaluator's docstring lists its options")
     ap.add_argument("--checkpoint", default=None, help="a romp_fast checkpoint (.pt) or run folder")
     ap.add_argument("--data", default=None, help="synthetic-val, or a data folder in romp_fast's on-disk format")
     ap.add_argument("--split", default="val", help="split of --data DATA_DIR (default val)")
@@ -76,6 +79,18 @@ def score_checkpoint(checkpoint: str, data: str, *, split: str = "val", batch_si
     return BenchmarkResult("synthetic-val", summary, notes=notes)
 
 
+def _parse_option(text: str):
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--option {text!r} must look like key=value")
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--option {text!r}: value is not valid YAML: {e}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -94,8 +109,9 @@ def main(argv=None) -> int:
             if args.benchmark in CHECKPOINT_BENCHMARKS:
                 raise ValueError(f"--benchmark {args.benchmark} scores a checkpoint: use --checkpoint CKPT --data {args.benchmark}")
             scorer = get_scorer(args.benchmark)
-            result = scorer(args.gt, args.pred, matching=args.matching, progress=args.progress != "off")
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+            options = dict(_parse_option(o) for o in args.option)
+            result = scorer(args.gt, args.pred, matching=args.matching, progress=args.progress != "off", **options)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_result(result))
