@@ -7,8 +7,9 @@ pairs that survive are a maximum-*weight* matching of the positive pairs: it is 
 maximum-cardinality matching that ``linear_assignment`` computes when entries are forbidden, so the
 zeros stay allowed here (``maximize=True``, no ``max_cost``).
 
-Two ways to split the work into independent problems (:class:`Units`), over the pairs with a
-positive similarity (every metric's pairs are among them; a metric gives the others weight 0):
+Two ways to split the work into independent problems (:class:`Units`) over a set of pairs (HOTA:
+those with a positive similarity; CLEAR: its candidates, or in the exact mode the positive pairs
+with weight 0 where not a candidate):
 
 - :func:`frame_units` (the exact mode): one problem per frame, the whole ``n_gt x n_tracker``
   matrix with zeros, bitwise the matrix TrackEval builds. Solved by scipy (``use_reference``),
