@@ -71,7 +71,8 @@ def run_trackeval(datas, names):
     metrics = _te_metrics(names)
     per = {i: {k: m.eval_sequence(d) for k, m in metrics.items()} for i, d in enumerate(datas)}
     if len(datas) > 1:
-        per["COMBINED"] = {k: m.combine_sequences({i: per[i][k] for i in range(len(datas))}) for k, m in metrics.items()}
+        per["COMBINED"] = {k: m.combine_sequences({i: per[i][k] for i in range(len(datas))})
+                           for k, m in metrics.items()}
     return per
 
 
@@ -132,7 +133,9 @@ def _params():
     for case in CASES:
         marks = [pytest.mark.slow] if case in SLOW else []
         for mset in METRIC_SETS:
-            names = ["romp_fast", "trackeval"] + (["romp_fast_scipy", "motmetrics"] if mset == "HOTA+CLEAR+Identity" else [])
+            names = ["romp_fast", "trackeval"]
+            if mset == "HOTA+CLEAR+Identity":
+                names += ["romp_fast_scipy", "motmetrics"]
             out += [pytest.param(case, mset, c, id=f"{case}-{mset}-{c}", marks=marks) for c in names]
     return out
 

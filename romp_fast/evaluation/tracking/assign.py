@@ -149,7 +149,8 @@ def ranges(starts, lens):
     return np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(total)
 
 
-def solve(units: Units, weight: np.ndarray, which=None, exact: bool = False, bonus=None) -> tuple[np.ndarray, np.ndarray]:
+def solve(units: Units, weight: np.ndarray, which=None, exact: bool = False,
+          bonus=None) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-total assignment of each selected problem (zeros allowed, as TrackEval's scipy call).
 
     Args:

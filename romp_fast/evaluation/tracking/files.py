@@ -26,6 +26,7 @@ SUMMARY_FIELDS = ("HOTA", "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "As
                   "MLR", "CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "IDF1", "IDR", "IDP",
                   "IDTP", "IDFN", "IDFP")
 MATCHING = {None: False, "trackeval": False, "scipy": True, "exact": True}
+ALPHA_FIELDS = hota.FLOAT_ARRAY_FIELDS + hota.INTEGER_ARRAY_FIELDS
 
 
 def find_sequences(gt_dir, pred_dir, missing_pred="error"):
@@ -51,7 +52,8 @@ def find_sequences(gt_dir, pred_dir, missing_pred="error"):
         pfile = next((c for c in cands if c.is_file()), None)
         if pfile is None and missing_pred != "empty":
             raise BenchmarkFileError(f"{pred_dir}: no predictions for sequence '{name}' (looked for "
-                                     f"{', '.join(c.name for c in cands)}); missing_pred='empty' scores it as no output")
+                                     f"{', '.join(c.name for c in cands)}); missing_pred='empty' scores it "
+                                     "as no output")
         length = None
         if ini is not None and ini.is_file():
             cfg = configparser.ConfigParser()
@@ -152,7 +154,8 @@ def score_tracking(gt, pred, *, matching=None, progress=False, **options) -> Ben
     load_keys = ("preprocess", "benchmark", "similarity", "pred_boxes", "box_scale", "zero_distance")
     unknown = sorted(set(opts) - set(load_keys))
     if unknown:
-        raise ValueError(f"tracking: unknown options {unknown}; valid: {sorted(load_keys + ('threshold', 'motmetrics', 'max_distance', 'missing_pred'))}")
+        valid = sorted(load_keys + ("threshold", "motmetrics", "max_distance", "missing_pred"))
+        raise ValueError(f"tracking: unknown options {unknown}; valid: {valid}")
     seqs = find_sequences(gt, pred, missing)
     per_seq, rows, alpha_details, mm = {}, [], {}, {}
     for i, (name, gfile, pfile, length) in enumerate(seqs):
@@ -162,13 +165,14 @@ def score_tracking(gt, pred, *, matching=None, progress=False, **options) -> Ben
         res = api.eval_sequence(seq, threshold=threshold, exact=exact)
         per_seq[name] = res
         rows.append(_row(name, api.flatten(res)))
-        alpha_details[name] = {k: res["HOTA"][k].tolist() for k in hota.FLOAT_ARRAY_FIELDS + hota.INTEGER_ARRAY_FIELDS}
+        alpha_details[name] = {k: res["HOTA"][k].tolist() for k in ALPHA_FIELDS}
         if with_mm:
             mm[name] = motmetrics_compat.eval_motmetrics(seq, max_distance)
     combined = api.combine_sequences(per_seq)
+    sim = opts.get("similarity", "iou")
     flat = api.flatten(combined)
     rows.append(_row("COMBINED", flat))
-    alpha_details["COMBINED"] = {k: combined["HOTA"][k].tolist() for k in hota.FLOAT_ARRAY_FIELDS + hota.INTEGER_ARRAY_FIELDS}
+    alpha_details["COMBINED"] = {k: combined["HOTA"][k].tolist() for k in ALPHA_FIELDS}
     details = {"alpha": hota.ALPHAS.tolist(), "hota_per_alpha": alpha_details}
     notes = [f"TrackEval definitions (HOTA, CLEAR, Identity), threshold {threshold} for CLEAR/Identity; HOTA "
              "fields are means over alpha = 0.05..0.95",
@@ -177,7 +181,7 @@ def score_tracking(gt, pred, *, matching=None, progress=False, **options) -> Ben
              "matching: " + ("scipy on every frame's full matrix (TrackEval's tie-breaking)" if exact
                              else "native linear_assignment on independent sub-problems (same as TrackEval "
                                   "when each frame's optimum is unique)"),
-             f"similarity: {opts.get('similarity', 'iou') if isinstance(opts.get('similarity', 'iou'), str) else 'custom'}"]
+             f"similarity: {sim if isinstance(sim, str) else getattr(sim, '__name__', 'custom')}"]
     if with_mm:
         mm["OVERALL"] = motmetrics_compat.combine_motmetrics(list(mm.values()))
         details["motmetrics"] = mm

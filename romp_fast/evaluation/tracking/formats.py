@@ -81,7 +81,8 @@ def read_mot_file(path) -> Dets:
             except ValueError:
                 raise BenchmarkFileError(f"{path}:{i}: not a number in {' '.join(r)!r}") from None
         raise
-    bad = ~np.isfinite(a[:, :6]).all(1) | (a[:, 0] != np.round(a[:, 0])) | (a[:, 0] < 1) | (a[:, 1] != np.round(a[:, 1]))
+    bad = (~np.isfinite(a[:, :6]).all(1) | (a[:, 0] != np.round(a[:, 0])) | (a[:, 0] < 1)
+           | (a[:, 1] != np.round(a[:, 1])))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise BenchmarkFileError(f"{path}:{linenos[i]}: frame must be an integer >= 1 and id an integer, "

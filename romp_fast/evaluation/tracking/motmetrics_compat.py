@@ -124,7 +124,8 @@ def eval_motmetrics(seq: Sequence, max_distance: float = 0.5) -> dict:
            "num_unique_objects": int(present.sum()), "num_switches": int(sw.sum()),
            "num_detections": len(d), "num_false_positives": seq.num_tracker_dets - len(d),
            "num_misses": seq.num_gt_dets - len(d), "num_fragmentations": int(np.maximum(runs - 1, 0).sum()),
-           "mostly_tracked": int((ratio >= 0.8).sum()), "partially_tracked": int(((ratio >= 0.2) & (ratio < 0.8)).sum()),
+           "mostly_tracked": int((ratio >= 0.8).sum()),
+           "partially_tracked": int(((ratio >= 0.2) & (ratio < 0.8)).sum()),
            "mostly_lost": int((ratio < 0.2).sum()), "motp_sum": float(dist.sum())}
     res["num_matches"] = res["num_detections"] - res["num_switches"]
     idtp = int(counts[matched].sum())
