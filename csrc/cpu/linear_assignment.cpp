@@ -38,7 +38,10 @@ at::Tensor linear_assignment_cpu(const at::Tensor& cost, const c10::optional<at:
   const at::Tensor c = cost.contiguous();
   at::Tensor out = at::empty({B, M}, cost.options().dtype(at::kLong));
   const lsa::Gate gate = lsa::Gate::make(maximize, max_cost.has_value(), max_cost.value_or(0.0));
-  const int64_t grain = std::max<int64_t>(1, 2048 / std::max<int64_t>(M * N, 1));
+  // At least ~32k cost cells (a few hundred microseconds of solving) per chunk: a batch of tiny
+  // problems (tracking's per-frame matchings) runs on the calling thread instead of paying for
+  // waking threads, which stalls for milliseconds when the other cores are busy.
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(M * N, 1));
   auto run = [&](auto tag) {
     using T = decltype(tag);
     const T* cp = c.const_data_ptr<T>();

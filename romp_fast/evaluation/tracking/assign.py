@@ -32,24 +32,6 @@ from romp_fast import ops
 from romp_fast.evaluation.tracking.sequence import Edges, argsort_int
 
 SMALL = 4  # problems up to SMALL x SMALL share one padded batch, larger ones another
-# Batches with fewer cells than this are solved on the calling thread. A sequence's batches are
-# sub-millisecond (4000 problems of 4 x 4: 0.54 ms on one thread, 0.23 ms on two of an idle EPYC),
-# but a parallel region waits for every thread it wakes: with the second core busy (training,
-# data loading, other jobs) each region stalled ~8 ms here, more than the whole metric.
-PARALLEL_CELLS = 2_000_000
-
-
-@contextlib.contextmanager
-def _threads_for(cells: int):
-    n = torch.get_num_threads()
-    if n == 1 or cells >= PARALLEL_CELLS:
-        yield
-        return
-    torch.set_num_threads(1)  # the OpenMP thread count is per calling thread
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 class Units:
@@ -196,7 +178,7 @@ def solve(units: Units, weight: np.ndarray, which=None, exact: bool = False,
         bi, r, c = slot[pos[ei]], lr[ei], lc[ei]
         cost = np.zeros((len(sel), int(rows.max()), int(cols.max())))
         cost[bi, r, c] = w[ei]
-        with ops.use_reference() if exact else _threads_for(cost.size):
+        with ops.use_reference() if exact else contextlib.nullcontext():
             match = ops.linear_assignment(torch.from_numpy(cost), row_counts=torch.from_numpy(rows),
                                           col_counts=torch.from_numpy(cols), maximize=True).numpy()
         chosen[ei] = match[bi, r] == c
