@@ -51,7 +51,7 @@ from romp_fast import metrics, ops
 from romp_fast.body import joints as J
 from romp_fast.body.rotations import axis_angle_to_matrix
 from romp_fast.evaluation.benchmarks import threedpw_io as io
-from romp_fast.evaluation.benchmarks.threedpw_body import LSP_FROM_H36M, load_body_models
+from romp_fast.evaluation.benchmarks.threedpw_body import LSP_FROM_H36M, load_body_models, vertex_errors
 from romp_fast.evaluation.benchmarks.threedpw_match import assign, fill_missing
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics.angles import global_rotations, mpjae
@@ -67,7 +67,7 @@ VIBE_LIMBS_12 = J.index(io.OPENPOSE_18, "R_Shoulder", "R_Elbow", "R_Wrist", "L_S
                         "L_Wrist", "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle")
 ROOT_LSP = list(J.ROOT_LSP)
 PCK_THRESH_MM, AUC_RANGE_MM = 50.0, (0, 200)
-MESH_CHUNK, JOINT_CHUNK = 64, 4096  # 64 meshes (~10 MB of skinning rows) stay in cache
+JOINT_CHUNK = 4096  # person-frames per body-model batch (meshes: MESH_PAIRS at a time within it)
 
 
 class _GT:
@@ -194,28 +194,26 @@ def score_3dpw(gt, pred, *, matching=None, progress=False, **options) -> Benchma
     pve = np.full(G, np.nan)
     genders = g.gender[gi] if o["gt_gender"] == "pickle" else np.full(len(gi), "neutral")
     work = [(gd, gi[genders == gd]) for gd in np.unique(genders)]
-    size = MESH_CHUNK if do_pve else JOINT_CHUNK
-    bar = io.Progress(sum(len(_chunks(len(ix), size)) for _, ix in work), "3dpw", progress)
+    bar = io.Progress(sum(len(_chunks(len(ix), JOINT_CHUNK)) for _, ix in work), "3dpw", progress)
     neutral = models["neutral"]
     for gd, ix in work:
         model = models[gd]
-        for sl in _chunks(len(ix), size):
+        for sl in _chunks(len(ix), JOINT_CHUNK):
             i = ix[sl]
             r = rec[i]
-            pr = _pred_rotmats(preds, r)
-            if do_pve:
-                vg = model.vertices(g.rot[i], g.betas[i])
-                vp = neutral.vertices(pr, _pred_betas(preds, r))
-                hg = model.h36m_joints(None, verts=vg)[:, LSP_FROM_H36M].double()
-                hp = neutral.h36m_joints(None, verts=vp)[:, LSP_FROM_H36M].double()
-                root = None if o["pve_align"] == "none" else (hp[:, ROOT_LSP].mean(1).float(),
-                                                             hg[:, ROOT_LSP].mean(1).float())
-                pve[i] = 1000 * metrics.pve(vp.contiguous(), vg.contiguous(), root=root).double().numpy()
-            else:
-                hg = model.h36m_joints(g.rot[i], g.betas[i])[:, LSP_FROM_H36M].double()
-                hp = None if preds.has("lsp14") else neutral.h36m_joints(pr, _pred_betas(preds, r))[:, LSP_FROM_H36M]
+            pr, pb = _pred_rotmats(preds, r), _pred_betas(preds, r)
+            kg = model.kinematics(g.rot[i], g.betas[i])
+            hg = model.h36m_joints(g.rot[i], g.betas[i], kin=kg)[:, LSP_FROM_H36M].double()
+            kp = hp = None
+            if pr is not None and (do_pve or not preds.has("lsp14")):
+                kp = neutral.kinematics(pr, pb)
+                hp = neutral.h36m_joints(pr, pb, kin=kp)[:, LSP_FROM_H36M].double()
+            if do_pve:  # meshes posed and compared a few dozen pairs at a time, never all in memory
+                root = None if o["pve_align"] == "none" else (hp[:, ROOT_LSP].mean(1), hg[:, ROOT_LSP].mean(1))
+                pve[i] = 1000 * vertex_errors(neutral, pr, pb, model, g.rot[i], g.betas[i], root,
+                                              (kp, kg)).double().numpy()
             jg[i] = hg
-            jp[i] = torch.from_numpy(preds.fields["lsp14"][r]) if preds.has("lsp14") else hp.double()
+            jp[i] = torch.from_numpy(preds.fields["lsp14"][r]) if preds.has("lsp14") else hp
             bar.update()
     ok = torch.from_numpy(rec >= 0)
     e_mpjpe = torch.where(ok, 1000 * metrics.mpjpe(jp, jg, root=ROOT_LSP), torch.nan).numpy()

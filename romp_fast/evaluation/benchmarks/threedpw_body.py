@@ -29,6 +29,33 @@ GENDER_FILES = {"neutral": "SMPL_NEUTRAL", "m": "SMPL_MALE", "f": "SMPL_FEMALE"}
 H36M_REGRESSOR_FILE = "J_regressor_h36m.npy"
 LSP_FROM_H36M = J.joint_map(J.H36M_17, J.LSP_14)  # SPIN/VIBE's H36M_TO_J14
 NUM_BETAS = 10
+MESH_PAIRS = 24  # pred + GT meshes posed together per step: ~8 MB of skinning rows, GEMMs still well shaped
+_ONEDNN = []     # [bool] once probed: oneDNN's fp32 linear is usable here
+
+
+def _onednn():
+    if not _ONEDNN:
+        ok = False
+        try:
+            if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+                g = torch.Generator().manual_seed(0)
+                x, w, b = (torch.randn(*s, generator=g) for s in ((5, 7), (9, 7), (9,)))
+                y = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+                ok = bool(torch.allclose(y, torch.addmm(b, x, w.T), rtol=1e-5, atol=1e-5))
+        except (RuntimeError, AttributeError):
+            ok = False
+        _ONEDNN.append(ok)
+    return _ONEDNN[0]
+
+
+def _linear(x, w, b=None):
+    """``x @ w.T + b``. float32 on CPU goes through oneDNN's GEMM when torch has it: it picks its
+    kernels by instruction set (AVX-512 on any x86), where MKL's sgemm, torch's default, takes a
+    slower path on non-Intel CPUs (measured 2-2.5x slower on AMD Zen 5, benchmarks/bench_eval_3dpw.py).
+    The same IEEE float32 products, summed in another order."""
+    if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[0] > 0 and _onednn():
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, b, "none", [], "")
+    return torch.nn.functional.linear(x, w, b)
 
 
 class EvalSMPL:
@@ -46,9 +73,13 @@ class EvalSMPL:
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         self.path, self.dtype = path, dtype
         V = d["v_template"].shape[0]
-        self.v_template = t(d["v_template"])                                      # [V, 3]
-        self.shapedirs = t(d["shapedirs"][:, :, :NUM_BETAS])                      # [V, 3, 10]
-        self.posedirs_t = t(d["posedirs"].reshape(V * 3, -1))                     # [V*3, 207]
+        self.num_vertices = V
+        # Shape and pose blend shapes as one [3V, 10 + 207] matrix, rows coordinate-major (c, v), and
+        # the template as its bias: v_posed [N, 3, V] = feature [N, 217] @ blend.T + blend_bias is one
+        # GEMM per chunk, and every later pass runs over contiguous rows of V (see ``skin``).
+        cv = lambda a: np.ascontiguousarray(np.moveaxis(a, 1, 0)).reshape(3 * V, -1)  # noqa: E731
+        self.blend = t(cv(np.concatenate([d["shapedirs"][:, :, :NUM_BETAS], d["posedirs"]], 2)))
+        self.blend_bias = t(cv(d["v_template"][..., None])[:, 0])                    # [3V]
         self.weights = t(d["weights"])                                           # [V, 24]
         self.parents = [int(p) if i else -1 for i, p in enumerate(d["kintree_table"][0])]
         Jr = d["J_regressor"]
@@ -96,33 +127,44 @@ class EvalSMPL:
         A = torch.cat([G, (posed - (G @ rest[..., None])[..., 0])[..., None]], -1)  # rest joint -> posed
         return posed, G, A
 
-    def vertices(self, rotmats, betas=None, idx=None, kin=None):
-        """Posed vertices [N, V', 3] (model frame) for vertex indices ``idx`` (default all)."""
+    def pose_feature(self, rotmats, betas=None):
+        """The blend-shape coefficients [N, 10 + 207]: padded betas and R_j - I of joints 1..23."""
         R = rotmats.to(self.dtype)
         N = R.shape[0]
-        b = self._pad_betas(betas, N)
-        if kin is None:
-            kin = self.kinematics(R, b)
-        A = kin[2]
-        # Vertex-major layout [V', 3, N]: both products are single GEMMs with N innermost, and
-        # skinning is then elementwise over contiguous rows (no [N, V', 3, 3] batched matmuls).
-        if idx is None:
-            vt, sd, pdirs, w = self.v_template, self.shapedirs, self.posedirs_t, self.weights
-        else:
-            vt, sd, w = self.v_template[idx], self.shapedirs[idx], self.weights[idx]
-            pdirs = self.posedirs_t.view(-1, 3, self.posedirs_t.shape[1])[idx]
-        Vs = vt.shape[0]
-        eye = torch.eye(3, dtype=self.dtype)
-        pose_feat = (R[:, 1:] - eye).reshape(N, -1)                                    # [N, 207]
-        v = (sd.reshape(Vs * 3, -1) @ b.T + pdirs.reshape(Vs * 3, -1) @ pose_feat.T).view(Vs, 3, N)
-        v = v + vt[..., None]
-        T = (w @ A.permute(1, 2, 3, 0).reshape(24, 12 * N)).view(Vs, 3, 4, N)
-        out = T[:, :, 0] * v[:, None, 0] + T[:, :, 1] * v[:, None, 1] + T[:, :, 2] * v[:, None, 2] + T[:, :, 3]
-        return out.permute(2, 0, 1)                                                    # [N, V', 3] view
+        return torch.cat([self._pad_betas(betas, N), (R[:, 1:] - torch.eye(3, dtype=self.dtype)).reshape(N, -1)], 1)
 
-    def h36m_joints(self, rotmats, betas=None, verts=None):
+    def skin(self, A, v_posed, root=None):
+        """Linear blend skinning: posed vertices [N, 3, V] (coordinate-major) from the skinning
+        transforms ``A`` [N, 24, 3, 4] and rest-pose vertices ``v_posed`` [N, 3, V], minus ``root``
+        [N, 3] if given (folded into the translation pass, no extra pass over the mesh).
+
+        The per-vertex transforms T = W A are one dense GEMM [12N, 24] x [24, V] (oneDNN), then three
+        fused multiply-adds over contiguous rows. A gather over each vertex's few non-zero weights
+        (at most 4 in SMPL) does 6x fewer flops but, as separate torch passes, moves 2-3x more
+        memory than the GEMM writes; it measured slower at every chunk size (see the benchmark doc).
+        """
+        N, V = A.shape[0], v_posed.shape[-1]
+        T = _linear(A.permute(0, 2, 3, 1).reshape(N * 12, 24), self.weights).view(N, 3, 4, V)
+        out = T[:, :, 3] - root[..., None] if root is not None else T[:, :, 3].clone()
+        for d in range(3):
+            out.addcmul_(T[:, :, d], v_posed[:, None, d])
+        return out
+
+    def posed_rest(self, feature):
+        """Rest-pose vertices with shape and pose blend shapes, [N, 3, V], from ``pose_feature``."""
+        return _linear(feature, self.blend, self.blend_bias).view(-1, 3, self.num_vertices)
+
+    def vertices(self, rotmats, betas=None, kin=None):
+        """Posed vertices [N, V, 3] (model frame; a view of a coordinate-major [N, 3, V] tensor)."""
+        R = rotmats.to(self.dtype)
+        if kin is None:
+            kin = self.kinematics(R, betas)
+        return self.skin(kin[2], self.posed_rest(self.pose_feature(R, betas))).transpose(1, 2)
+
+    def h36m_joints(self, rotmats, betas=None, verts=None, kin=None):
         """H36M-regressor joints [N, 17, 3] (rows in ``joints.H36M_17`` order), from ``verts`` if
-        given (full meshes), else by joint-space skinning without any vertex (see ``__init__``)."""
+        given (full meshes), else by joint-space skinning without any vertex (see ``__init__``);
+        ``kin``: this body's :meth:`kinematics`, if already computed."""
         if self.h36m is None:
             raise ValueError(f"{self.path}: no H36M joint regressor; put {H36M_REGRESSOR_FILE} next to "
                              "the model file (the 3DPW test protocol regresses its 14 joints with it)")
@@ -131,12 +173,41 @@ class EvalSMPL:
         R = rotmats.to(self.dtype)
         N = R.shape[0]
         b = self._pad_betas(betas, N)
-        A = self.kinematics(R, b)[2]                                                   # [N, 24, 3, 4]
-        feat = torch.cat([torch.ones(N, 1, dtype=self.dtype), b,
-                          (R[:, 1:] - torch.eye(3, dtype=self.dtype)).reshape(N, -1)], 1)   # [N, 218]
+        A = (self.kinematics(R, b) if kin is None else kin)[2]                          # [N, 24, 3, 4]
+        feat = torch.cat([torch.ones(N, 1, dtype=self.dtype), self.pose_feature(R, b)], 1)  # [N, 218]
         X = (feat @ self.h36m_basis).view(N, 17, 24, 3)
         return (torch.einsum("nkcd,njkd->njc", A[..., :3], X)
                 + torch.einsum("jk,nkc->njc", self.h36m_weight, A[..., 3]))
+
+
+def vertex_errors(pred_model, pred_rot, pred_betas, gt_model, gt_rot, gt_betas, roots=None, kins=(None, None),
+                  chunk=MESH_PAIRS):
+    """Mean vertex distance per pair, ``mean_v |(v_pred - r_pred) - (v_gt - r_gt)|`` [n] (model units,
+    the dtype of the models), without ever holding more than ``chunk`` pairs of meshes.
+
+    ``roots``: ``(r_pred, r_gt)`` [n, 3] each, or ``None`` (model frames compared as they are);
+    ``kins``: the bodies' :meth:`EvalSMPL.kinematics` if already computed. Pred and GT meshes of a
+    chunk are posed by the same GEMMs when both use one model (the 3DPW protocol's neutral GT).
+    """
+    kp = kins[0] if kins[0] is not None else pred_model.kinematics(pred_rot, pred_betas)
+    kg = kins[1] if kins[1] is not None else gt_model.kinematics(gt_rot, gt_betas)
+    Fp, Fg = pred_model.pose_feature(pred_rot, pred_betas), gt_model.pose_feature(gt_rot, gt_betas)
+    n = Fp.shape[0]
+    out = torch.empty(n, dtype=pred_model.dtype)
+    for s in range(0, n, chunk):
+        sl = slice(s, min(s + chunk, n))
+        m = sl.stop - s
+        rp, rg = (None, None) if roots is None else (roots[0][sl].to(Fp.dtype), roots[1][sl].to(Fp.dtype))
+        if pred_model is gt_model:
+            v = pred_model.skin(torch.cat([kp[2][sl], kg[2][sl]]), pred_model.posed_rest(torch.cat([Fp[sl], Fg[sl]])),
+                                None if roots is None else torch.cat([rp, rg]))
+            vp, vg = v[:m], v[m:]
+        else:
+            vp = pred_model.skin(kp[2][sl], pred_model.posed_rest(Fp[sl]), rp)
+            vg = gt_model.skin(kg[2][sl], gt_model.posed_rest(Fg[sl]), rg)
+        d = vp.sub_(vg)
+        out[sl] = d.mul_(d).sum(1).sqrt_().mean(1)  # (linalg.vector_norm over dim 1 is 30x slower)
+    return out
 
 
 def load_body_models(spec=None, dtype=torch.float32) -> tuple[dict, bool]:
