@@ -5,6 +5,8 @@
 #include <c10/util/Exception.h>
 #include <c10/util/Optional.h>
 
+#include <vector>
+
 namespace romp_fast {
 
 // pred, target: [B, N, 3] float32/float64 on one device; weight: [B, N] of pred's dtype.
@@ -84,6 +86,35 @@ inline void check_assignment(const at::Tensor& cost, const c10::optional<at::Ten
     TORCH_CHECK(t.device() == cost.device(), "linear_assignment: ", names[k], " is on ", t.device(),
                 " but cost is on ", cost.device());
   }
+}
+
+// lbs_vertex_error: rest [B, V, 3] and transforms [B, J, 3, 4] per side, weights [V, J], roots [B, 3]
+// (optional); float32/float64, one dtype and device for all.
+inline void check_lbs_vertex_error(const char* op, const at::Tensor& pred_rest, const at::Tensor& pred_transforms,
+                                   const at::Tensor& target_rest, const at::Tensor& target_transforms,
+                                   const at::Tensor& weights, const c10::optional<at::Tensor>& pred_root,
+                                   const c10::optional<at::Tensor>& target_root) {
+  TORCH_CHECK(pred_rest.dim() == 3 && pred_rest.size(2) == 3, op, ": pred_rest must be [B, V, 3], got ",
+              pred_rest.sizes());
+  TORCH_CHECK(pred_rest.scalar_type() == at::kFloat || pred_rest.scalar_type() == at::kDouble, op,
+              ": pred_rest must be float32 or float64, got ", pred_rest.scalar_type());
+  const int64_t B = pred_rest.size(0), V = pred_rest.size(1);
+  TORCH_CHECK(weights.dim() == 2 && weights.size(0) == V, op, ": weights must be [V, J] with V = ", V, ", got ",
+              weights.sizes());
+  const int64_t J = weights.size(1);
+  auto same = [&](const at::Tensor& t, const char* name, std::vector<int64_t> shape, const char* label) {
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(shape), op, ": ", name, " must be ", label, " = ", at::IntArrayRef(shape),
+                ", got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == pred_rest.scalar_type() && t.device() == pred_rest.device(), op, ": ", name,
+                " must be ", pred_rest.scalar_type(), " on ", pred_rest.device(), ", got ", t.scalar_type(), " on ",
+                t.device());
+  };
+  same(target_rest, "target_rest", {B, V, 3}, "[B, V, 3]");
+  same(pred_transforms, "pred_transforms", {B, J, 3, 4}, "[B, J, 3, 4]");
+  same(target_transforms, "target_transforms", {B, J, 3, 4}, "[B, J, 3, 4]");
+  same(weights, "weights", {V, J}, "[V, J]");
+  if (pred_root.has_value()) same(*pred_root, "pred_root", {B, 3}, "[B, 3]");
+  if (target_root.has_value()) same(*target_root, "target_root", {B, 3}, "[B, 3]");
 }
 
 }  // namespace romp_fast

@@ -20,6 +20,10 @@ TORCH_LIBRARY(romp_fast, m) {
   m.def("pairwise_displacement_error(Tensor pred, Tensor target, Tensor valid, Tensor scale) -> Tensor");
   m.def("_pairwise_displacement_error_backward(Tensor grad, Tensor pred, Tensor target, Tensor valid, "
         "Tensor scale) -> Tensor");
+  // Skinned-mesh vertex error (romp_fast/ops/lbs_vertex_error.py): rest [B, V, 3], transforms
+  // [B, J, 3, 4], weights [V, J], roots [B, 3].
+  m.def("lbs_vertex_error(Tensor pred_rest, Tensor pred_transforms, Tensor target_rest, "
+        "Tensor target_transforms, Tensor weights, Tensor? pred_root, Tensor? target_root) -> Tensor");
   // Linear assignment (romp_fast/ops/linear_assignment.py): cost [B, M, N]; counts int64 [B].
   m.def("linear_assignment(Tensor cost, Tensor? row_counts, Tensor? col_counts, float? max_cost, "
         "bool maximize) -> Tensor");

@@ -100,6 +100,7 @@ from romp_fast.ops.keypoint_losses import (  # noqa: E402
     pairwise_displacement_error,
     temporal_difference_error,
 )
+from romp_fast.ops.lbs_vertex_error import lbs_vertex_error  # noqa: E402
 from romp_fast.ops.linear_assignment import linear_assignment, solve_then_threshold  # noqa: E402
 from romp_fast.ops.procrustes import (  # noqa: E402
     pa_mpjpe,
@@ -110,6 +111,7 @@ from romp_fast.ops.procrustes import (  # noqa: E402
 __all__ = [
     "ReferenceFallbackWarning",
     "build_info",
+    "lbs_vertex_error",
     "linear_assignment",
     "masked_joint_error",
     "native_available",
