@@ -15,7 +15,8 @@ from romp_fast.body import BodyModel
 from romp_fast.body import joints as J
 from romp_fast.evaluation.benchmarks import get_scorer
 from romp_fast.evaluation.benchmarks.threedpw import MAJOR_12, ORIENT_9, VIBE_LIMBS_12
-from romp_fast.evaluation.benchmarks.threedpw_body import EvalSMPL, load_body_models
+import romp_fast.ops as ops
+from romp_fast.evaluation.benchmarks.threedpw_body import EvalSMPL, load_body_models, vertex_errors
 from romp_fast.evaluation.benchmarks.threedpw_io import ThreeDPWFormatError
 from romp_fast.evaluation.report import write_result
 
@@ -193,6 +194,59 @@ def test_eval_smpl_matches_smplx(body):
     md = EvalSMPL(m.path, dense, torch.float64)
     assert torch.allclose(md.h36m_joints(R, betas), torch.einsum("jv,nvc->njc", torch.from_numpy(dense),
                                                                  out.vertices), atol=1e-6)
+
+
+def pve_np(vp, vg, rp=None, rg=None):
+    """Mean vertex distance per pair of [N, V, 3] meshes, each minus its root, float64."""
+    vp, vg = np.asarray(vp, np.float64), np.asarray(vg, np.float64)
+    if rp is not None:
+        vp, vg = vp - rp[:, None], vg - rg[:, None]
+    return np.linalg.norm(vp - vg, axis=-1).mean(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+@pytest.mark.parametrize("with_roots", [True, False])
+def test_vertex_errors_match_smplx_meshes(body, dtype, chunk, with_roots):
+    """PVE without posed meshes (rest-pose GEMM + the lbs_vertex_error op, chunked) equals the
+    distance between smplx's meshes, for chunks of 1, 3 (a partial last chunk) and all 7 pairs
+    (float64: to smplx's own rounding, its model arrays pass through float32)."""
+    m = load_body_models(None, dtype)[0]["neutral"]
+    rng = np.random.default_rng(11)
+    n = 7
+    pose = [torch.from_numpy(rng.normal(0, 0.4, (n, 72))) for _ in range(2)]
+    betas = [torch.from_numpy(rng.normal(0, 1, (n, 10))) for _ in range(2)]
+    R = [torch.from_numpy(rodrigues(p.numpy().reshape(n, 24, 3))) for p in pose]
+    meshes = [body(p, b).vertices.numpy() for p, b in zip(pose, betas)]
+    roots = (torch.from_numpy(rng.normal(0, 0.1, (n, 3))), torch.from_numpy(rng.normal(0, 0.1, (n, 3))))
+    ref = pve_np(*meshes, *(r.numpy() for r in roots)) if with_roots else pve_np(*meshes)
+    got = vertex_errors(m, R[0], betas[0], m, R[1], betas[1], roots if with_roots else None, chunk=chunk)
+    assert got.dtype == dtype and got.shape == (n,)
+    np.testing.assert_allclose(got.double().numpy(), ref, rtol=1e-5 if dtype == torch.float32 else 1e-7, atol=0)
+    with ops.use_reference():  # the op's pure-torch reference: same numbers
+        again = vertex_errors(m, R[0], betas[0], m, R[1], betas[1], roots if with_roots else None, chunk=chunk)
+    torch.testing.assert_close(again, got, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+def test_vertex_errors_with_two_models(body):
+    """A GT model that is another object (gendered GT): its own GEMM; with other skinning weights,
+    the torch skinning path; both equal the distance between the two models' own meshes."""
+    m = load_body_models(None, torch.float64)[0]["neutral"]
+    same = EvalSMPL(m.path, dtype=torch.float64)
+    other = EvalSMPL(m.path, dtype=torch.float64)
+    w = other.weights.roll(1, dims=1) + 0.5 * other.weights  # other weights (more joints per vertex)
+    other.weights = w / w.sum(1, keepdim=True)
+    rng = np.random.default_rng(12)
+    n = 5
+    R = [torch.from_numpy(rodrigues(rng.normal(0, 0.4, (n, 24, 3)))) for _ in range(2)]
+    b = [torch.from_numpy(rng.normal(0, 1, (n, 10))) for _ in range(2)]
+    roots = (torch.zeros(n, 3, dtype=torch.float64), torch.full((n, 3), 0.05, dtype=torch.float64))
+    for gt_model in (same, other):
+        ref = pve_np(m.vertices(R[0], b[0]).numpy(), gt_model.vertices(R[1], b[1]).numpy(),
+                     *(r.numpy() for r in roots))
+        got = vertex_errors(m, R[0], b[0], gt_model, R[1], b[1], roots, chunk=2)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10, atol=0)
+    assert not np.allclose(other.vertices(R[1], b[1]).numpy(), same.vertices(R[1], b[1]).numpy())
 
 
 def test_3dpw_perfect_noisy_and_per_sequence(dataset, body, tmp_path):

@@ -2,12 +2,17 @@
 
 The evaluator needs, per person-frame: SMPL-24 joints and global rotations (challenge: forward
 kinematics only, no mesh), the 17 H36M-regressor joints (VIBE/ROMP protocol; skinned in joint
-space, no vertex posed, exact by linearity) and the full 6890-vertex mesh for PVE. smplx always
-poses the whole mesh (about 6.5 M multiply-adds per body, dominated by the 207 x 20670
-pose-corrective product), which is ~40 s for the 70,000 bodies of one 3DPW test scoring on 2 cores.
-:class:`EvalSMPL` evaluates the same equations (SMPL, Loper et al. 2015, eqs. 1-4: shape and pose
-blend shapes, joint regression, forward kinematics, linear blend skinning) only where a metric
-needs them; it is tested against :class:`romp_fast.body.BodyModel` (smplx).
+space, no vertex posed, exact by linearity) and, for PVE, the mean distance between the predicted
+and the ground-truth 6890-vertex meshes. smplx always poses the whole mesh (about 6.5 M
+multiply-adds per body, dominated by the 207 x 20670 pose-corrective product), which is ~40 s for
+the 70,000 bodies of one 3DPW test scoring on 2 cores. :class:`EvalSMPL` evaluates the same
+equations (SMPL, Loper et al. 2015, eqs. 1-4: shape and pose blend shapes, joint regression,
+forward kinematics, linear blend skinning) only where a metric needs them; it is tested against
+:class:`romp_fast.body.BodyModel` (smplx). For PVE (:func:`vertex_errors`) the blend shapes of 64
+pred + GT pairs are one oneDNN GEMM (the fixed cost: ~2 s of the ~3 s 3DPW scoring on 2 cores) and
+the native ``lbs_vertex_error`` op skins both meshes and averages their distances in one pass over
+that GEMM's output, reading only each vertex's non-zero skinning weights; no posed mesh is written.
+(Pure torch, skinning as a [V, 24] GEMM plus three passes, was ~6.5 s; posing every mesh, ~15 s.)
 
 :func:`load_body_models` resolves the models for genders ``"m"``, ``"f"`` and ``"neutral"``: a
 folder with ``SMPL_{NEUTRAL,MALE,FEMALE}.{npz,pkl}`` (+ ``J_regressor_h36m.npy``), a dict of paths,
@@ -24,12 +29,13 @@ import torch
 from romp_fast.body import joints as J
 from romp_fast.body.io import load_body_model_data, load_regressor
 from romp_fast.metrics.angles import global_rotations
+from romp_fast.ops.lbs_vertex_error import lbs_vertex_error, linear_blend_skinning
 
 GENDER_FILES = {"neutral": "SMPL_NEUTRAL", "m": "SMPL_MALE", "f": "SMPL_FEMALE"}
 H36M_REGRESSOR_FILE = "J_regressor_h36m.npy"
 LSP_FROM_H36M = J.joint_map(J.H36M_17, J.LSP_14)  # SPIN/VIBE's H36M_TO_J14
 NUM_BETAS = 10
-MESH_PAIRS = 24  # pred + GT meshes posed together per step: ~8 MB of skinning rows, GEMMs still well shaped
+MESH_PAIRS = 64  # pairs posed per GEMM: [3V, 218] x [218, 128] (~10 MB out) keeps the GEMM efficient
 _ONEDNN = []     # [bool] once probed: oneDNN's fp32 linear is usable here
 
 
@@ -53,13 +59,13 @@ def _linear(x, w, b=None):
     kernels by instruction set (AVX-512 on any x86), where MKL's sgemm, torch's default, takes a
     slower path on non-Intel CPUs (measured 2-2.5x slower on AMD Zen 5, benchmarks/bench_eval_3dpw.py).
     The same IEEE float32 products, summed in another order."""
-    if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[0] > 0 and _onednn():
+    if x.dtype == torch.float32 and x.device.type == "cpu" and x.shape[0] > 0 and w.shape[0] > 0 and _onednn():
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, b, "none", [], "")
     return torch.nn.functional.linear(x, w, b)
 
 
 class EvalSMPL:
-    """One SMPL-format model as plain tensors (no autograd), posed on vertex subsets.
+    """One SMPL-format model as plain tensors (no autograd), evaluated only as far as a metric needs.
 
     Args:
         path: model file (``.npz`` / ``.pkl``); h36m_regressor: ``[17, 6890]`` file or array
@@ -74,12 +80,11 @@ class EvalSMPL:
         self.path, self.dtype = path, dtype
         V = d["v_template"].shape[0]
         self.num_vertices = V
-        # Shape and pose blend shapes as one [3V, 10 + 207] matrix, rows coordinate-major (c, v), and
-        # the template as its bias: v_posed [N, 3, V] = feature [N, 217] @ blend.T + blend_bias is one
-        # GEMM per chunk, and every later pass runs over contiguous rows of V (see ``skin``).
-        cv = lambda a: np.ascontiguousarray(np.moveaxis(a, 1, 0)).reshape(3 * V, -1)  # noqa: E731
-        self.blend = t(cv(np.concatenate([d["shapedirs"][:, :, :NUM_BETAS], d["posedirs"]], 2)))
-        self.blend_bias = t(cv(d["v_template"][..., None])[:, 0])                    # [3V]
+        # Template, shape and pose blend shapes as one [3V, 1 + 10 + 207] matrix (rows (v, c)): the
+        # rest-pose vertices of N bodies are one GEMM with the features [1, betas, R_j - I], written
+        # batch-innermost ([V, 3, N]), the layout the lbs_vertex_error kernel reads as vectors.
+        self.blend = t(np.concatenate([d["v_template"][..., None], d["shapedirs"][:, :, :NUM_BETAS],
+                                       d["posedirs"]], 2).reshape(3 * V, -1))
         self.weights = t(d["weights"])                                           # [V, 24]
         self.parents = [int(p) if i else -1 for i, p in enumerate(d["kintree_table"][0])]
         Jr = d["J_regressor"]
@@ -128,38 +133,23 @@ class EvalSMPL:
         return posed, G, A
 
     def pose_feature(self, rotmats, betas=None):
-        """The blend-shape coefficients [N, 10 + 207]: padded betas and R_j - I of joints 1..23."""
+        """The blend-shape coefficients [N, 1 + 10 + 207]: 1 (template), padded betas, R_j - I of joints 1..23."""
         R = rotmats.to(self.dtype)
         N = R.shape[0]
-        return torch.cat([self._pad_betas(betas, N), (R[:, 1:] - torch.eye(3, dtype=self.dtype)).reshape(N, -1)], 1)
+        return torch.cat([torch.ones(N, 1, dtype=self.dtype), self._pad_betas(betas, N),
+                          (R[:, 1:] - torch.eye(3, dtype=self.dtype)).reshape(N, -1)], 1)
 
-    def skin(self, A, v_posed, root=None):
-        """Linear blend skinning: posed vertices [N, 3, V] (coordinate-major) from the skinning
-        transforms ``A`` [N, 24, 3, 4] and rest-pose vertices ``v_posed`` [N, 3, V], minus ``root``
-        [N, 3] if given (folded into the translation pass, no extra pass over the mesh).
-
-        The per-vertex transforms T = W A are one dense GEMM [12N, 24] x [24, V] (oneDNN), then three
-        fused multiply-adds over contiguous rows. A gather over each vertex's few non-zero weights
-        (at most 4 in SMPL) does 6x fewer flops but, as separate torch passes, moves 2-3x more
-        memory than the GEMM writes; it measured slower at every chunk size (see the benchmark doc).
-        """
-        N, V = A.shape[0], v_posed.shape[-1]
-        T = _linear(A.permute(0, 2, 3, 1).reshape(N * 12, 24), self.weights).view(N, 3, 4, V)
-        out = T[:, :, 3] - root[..., None] if root is not None else T[:, :, 3].clone()
-        for d in range(3):
-            out.addcmul_(T[:, :, d], v_posed[:, None, d])
-        return out
-
-    def posed_rest(self, feature):
-        """Rest-pose vertices with shape and pose blend shapes, [N, 3, V], from ``pose_feature``."""
-        return _linear(feature, self.blend, self.blend_bias).view(-1, 3, self.num_vertices)
+    def rest_vertices(self, feature):
+        """Rest-pose vertices with the blend shapes, [N, V, 3] from :meth:`pose_feature`, stored
+        batch-innermost (a view of [V, 3, N]): one GEMM [3V, 218] x [218, N]."""
+        return _linear(self.blend, feature).view(self.num_vertices, 3, -1).permute(2, 0, 1)
 
     def vertices(self, rotmats, betas=None, kin=None):
-        """Posed vertices [N, V, 3] (model frame; a view of a coordinate-major [N, 3, V] tensor)."""
+        """Posed vertices [N, V, 3] (model frame)."""
         R = rotmats.to(self.dtype)
         if kin is None:
             kin = self.kinematics(R, betas)
-        return self.skin(kin[2], self.posed_rest(self.pose_feature(R, betas))).transpose(1, 2)
+        return linear_blend_skinning(self.rest_vertices(self.pose_feature(R, betas)), kin[2], self.weights)
 
     def h36m_joints(self, rotmats, betas=None, verts=None, kin=None):
         """H36M-regressor joints [N, 17, 3] (rows in ``joints.H36M_17`` order), from ``verts`` if
@@ -174,8 +164,7 @@ class EvalSMPL:
         N = R.shape[0]
         b = self._pad_betas(betas, N)
         A = (self.kinematics(R, b) if kin is None else kin)[2]                          # [N, 24, 3, 4]
-        feat = torch.cat([torch.ones(N, 1, dtype=self.dtype), self.pose_feature(R, b)], 1)  # [N, 218]
-        X = (feat @ self.h36m_basis).view(N, 17, 24, 3)
+        X = (self.pose_feature(R, b) @ self.h36m_basis).view(N, 17, 24, 3)
         return (torch.einsum("nkcd,njkd->njc", A[..., :3], X)
                 + torch.einsum("jk,nkc->njc", self.h36m_weight, A[..., 3]))
 
@@ -183,15 +172,19 @@ class EvalSMPL:
 def vertex_errors(pred_model, pred_rot, pred_betas, gt_model, gt_rot, gt_betas, roots=None, kins=(None, None),
                   chunk=MESH_PAIRS):
     """Mean vertex distance per pair, ``mean_v |(v_pred - r_pred) - (v_gt - r_gt)|`` [n] (model units,
-    the dtype of the models), without ever holding more than ``chunk`` pairs of meshes.
+    the dtype of the models), never holding more than ``chunk`` pairs of rest-pose meshes.
 
     ``roots``: ``(r_pred, r_gt)`` [n, 3] each, or ``None`` (model frames compared as they are);
-    ``kins``: the bodies' :meth:`EvalSMPL.kinematics` if already computed. Pred and GT meshes of a
-    chunk are posed by the same GEMMs when both use one model (the 3DPW protocol's neutral GT).
+    ``kins``: the bodies' :meth:`EvalSMPL.kinematics` if already computed. Per chunk: one GEMM poses
+    the rest-pose vertices of pred and GT together (when both use one model, as the 3DPW protocol's
+    neutral GT), then :func:`romp_fast.ops.lbs_vertex_error` skins both and averages the distances
+    without writing a posed mesh (models with different skinning weights: skinned in torch).
     """
     kp = kins[0] if kins[0] is not None else pred_model.kinematics(pred_rot, pred_betas)
     kg = kins[1] if kins[1] is not None else gt_model.kinematics(gt_rot, gt_betas)
     Fp, Fg = pred_model.pose_feature(pred_rot, pred_betas), gt_model.pose_feature(gt_rot, gt_betas)
+    shared = pred_model is gt_model or (pred_model.weights.shape == gt_model.weights.shape
+                                        and torch.equal(pred_model.weights, gt_model.weights))
     n = Fp.shape[0]
     out = torch.empty(n, dtype=pred_model.dtype)
     for s in range(0, n, chunk):
@@ -199,14 +192,18 @@ def vertex_errors(pred_model, pred_rot, pred_betas, gt_model, gt_rot, gt_betas, 
         m = sl.stop - s
         rp, rg = (None, None) if roots is None else (roots[0][sl].to(Fp.dtype), roots[1][sl].to(Fp.dtype))
         if pred_model is gt_model:
-            v = pred_model.skin(torch.cat([kp[2][sl], kg[2][sl]]), pred_model.posed_rest(torch.cat([Fp[sl], Fg[sl]])),
-                                None if roots is None else torch.cat([rp, rg]))
-            vp, vg = v[:m], v[m:]
+            rest = pred_model.rest_vertices(torch.cat([Fp[sl], Fg[sl]]))
+            vp, vg = rest[:m], rest[m:]
         else:
-            vp = pred_model.skin(kp[2][sl], pred_model.posed_rest(Fp[sl]), rp)
-            vg = gt_model.skin(kg[2][sl], gt_model.posed_rest(Fg[sl]), rg)
-        d = vp.sub_(vg)
-        out[sl] = d.mul_(d).sum(1).sqrt_().mean(1)  # (linalg.vector_norm over dim 1 is 30x slower)
+            vp, vg = pred_model.rest_vertices(Fp[sl]), gt_model.rest_vertices(Fg[sl])
+        if shared:
+            out[sl] = lbs_vertex_error(vp, kp[2][sl], vg, kg[2][sl], pred_model.weights, rp, rg)
+        else:
+            xp = linear_blend_skinning(vp, kp[2][sl], pred_model.weights)
+            xg = linear_blend_skinning(vg, kg[2][sl], gt_model.weights)
+            if roots is not None:
+                xp, xg = xp - rp[:, None], xg - rg[:, None]
+            out[sl] = (xp - xg).norm(dim=-1).mean(-1)
     return out
 
 
