@@ -185,6 +185,117 @@ def test_masked_joint_error_bool_equals_unit_float(device):
                                ops.masked_joint_error(pred, target, torch.ones_like(weight)), rtol=0, atol=0)
 
 
+# float32 with D = 2 or 3 runs a separate native kernel on CPUs with AVX-512 (16 joints per vector,
+# flat 16-joint blocks across samples in the backward, streaming stores for large gradients), so
+# these cases aim at its edges: J around multiples of 16, the 256-joint partial sums, the
+# 2048-joint backward windows, thread ranges that start inside a 64-byte line.
+@contextlib.contextmanager
+def num_threads(n):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def dirty_mje_case(rng, B, J, D, dtype=F32):
+    """Float weights with zeros, one all-zero row, NaN / inf coordinates under zero weight, and a
+    weighted joint at exactly zero distance; plus an upstream gradient of mixed signs and zeros."""
+    pred, target = rng.normal(size=(B, J, D)), rng.normal(size=(B, J, D))
+    w = (rng.random((B, J)) < 0.7) * rng.uniform(0.1, 2.0, (B, J))
+    w[B // 2] = 0
+    off = w == 0
+    pred[off] = np.where(rng.random(off.sum())[:, None] < 0.5, np.nan, np.inf)
+    target[off & (rng.random((B, J)) < 0.5)] = -np.inf
+    b, j = (B - 1) // 3, J // 2
+    w[b, j] = 0.5
+    pred[b, j] = target[b, j] = rng.normal(size=D)
+    up = rng.normal(size=B)
+    up[::4] = 0
+    return to_torch(pred, dtype), to_torch(target, dtype), to_torch(w, dtype), to_torch(up, dtype), (b, j)
+
+
+def clean(a, w):
+    """a with the coordinates of zero-weight joints replaced by 0 (what the oracle may read)."""
+    a = a.detach().double().numpy().copy()
+    a[w.numpy() == 0] = 0
+    return a
+
+
+@pytest.mark.parametrize("J", [1, 2, 5, 15, 16, 17, 24, 31, 33, 54, 255, 256, 257, 300])
+@pytest.mark.parametrize("D", [2, 3])
+@pytest.mark.parametrize("B", [1, 7, 37])
+def test_masked_joint_error_float32_kernel(B, J, D):
+    rng = np.random.default_rng(1000 * J + 10 * B + D)
+    pred, target, w, up, (b, j) = dirty_mje_case(rng, B, J, D)
+    ref, ref_grad = mje_np(clean(pred, w), clean(target, w), w.double().numpy())
+    out, grad = value_and_grad(ops.masked_joint_error, pred, target, w, upstream=up)
+    assert out.dtype == F32 and grad.dtype == F32
+    assert_near(out, ref, F32)
+    assert_near(grad, ref_grad * up.double().numpy()[:, None, None], F32, slack=10.0)
+    assert (grad[b, j] == 0).all()  # the zero subgradient at zero distance
+    assert (grad[w == 0] == 0).all() and (grad[::4] == 0).all()
+    assert out[B // 2] == 0
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("D", [2, 3])
+def test_masked_joint_error_no_joints(dtype, D):
+    pred = torch.zeros(5, 0, D, dtype=dtype)
+    out, grad = value_and_grad(ops.masked_joint_error, pred, pred.clone(), torch.zeros(5, 0, dtype=dtype))
+    assert (out == 0).all() and out.shape == (5,) and grad.shape == pred.shape
+
+
+@pytest.mark.parametrize("J, D", [(24, 3), (17, 3), (24, 2), (54, 2)])
+def test_masked_joint_error_float32_large_batch_any_threads(J, D):
+    """Over 4 MB of gradient (streaming stores); 1, 2 and 3 threads give bit-identical results,
+    including ranges whose first joint is not on a 16-joint boundary (J = 17)."""
+    rng = np.random.default_rng(J + D)
+    B = 30011
+    pred, target, w, up, _ = dirty_mje_case(rng, B, J, D)
+    results = []
+    for n in (1, 2, 3):
+        with num_threads(n):
+            results.append(value_and_grad(ops.masked_joint_error, pred, target, w, upstream=up))
+    for out, grad in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(grad, results[0][1])
+    p64, t64 = (torch.from_numpy(clean(x, w)) for x in (pred, target))
+    ref, ref_grad = value_and_grad(ops.masked_joint_error, p64, t64, w.double(), upstream=up.double())
+    assert_near(results[0][0], np_of(ref)[0], F32)
+    assert_near(results[0][1], np_of(ref_grad)[0], F32, slack=10.0)
+
+
+@pytest.mark.parametrize("D", [2, 3])
+def test_masked_joint_error_float32_long_samples(D):
+    """J = 5000: partial sums over 256-joint chunks, samples spanning several backward windows;
+    distances over four orders of magnitude keep the float32 sums honest."""
+    rng = np.random.default_rng(D)
+    B, J = 3, 5000
+    target = rng.normal(size=(B, J, D))
+    pred = target + rng.normal(size=(B, J, D)) * 10.0 ** rng.uniform(-3, 1, (B, J, 1))
+    w = rng.uniform(0.0, 3.0, (B, J)) * (rng.random((B, J)) < 0.9)
+    pred, target, w = (to_torch(a, F32) for a in (pred, target, w))
+    ref, ref_grad = mje_np(*np_of(pred, target, w))
+    out, grad = value_and_grad(ops.masked_joint_error, pred, target, w)
+    assert_near(out, ref, F32)
+    assert_near(grad, ref_grad, F32, slack=10.0)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("D", [1, 5, 8])
+def test_masked_joint_error_kernel_other_dims(dtype, D):
+    """D outside 2, 3 (kernel level only) takes the portable loops in float32 as well."""
+    rng = np.random.default_rng(D)
+    pred, target, w, up, (b, j) = dirty_mje_case(rng, 9, 19, D, dtype)
+    ref, ref_grad = mje_np(clean(pred, w), clean(target, w), w.double().numpy())
+    out = torch.ops.romp_fast.masked_joint_error(pred, target, w)
+    grad = torch.ops.romp_fast._masked_joint_error_backward(up, pred, target, w)
+    assert_near(out, ref, dtype)
+    assert_near(grad, ref_grad * up.double().numpy()[:, None, None], dtype, slack=10.0)
+    assert (grad[b, j] == 0).all()
+
+
 # --------------------------------------------------------------------------- temporal_difference_error
 def tde_inputs(rng, S, T, J, D, mask, dtype=F64, device="cpu"):
     """Smooth-ish tracks (a random walk) with noise; the valid mask has an all-invalid track."""
