@@ -21,10 +21,11 @@ SMPL-format one (same array sizes as SMPL; its skinning weights have 1 to 4 non-
 SMPL's range; its pose blend shapes are sparse but are multiplied as a dense GEMM, as real SMPL's).
 
 Measured (issue #7's target: the 35k ``full`` case under 5 s on 2 cores), 2 cores of an AMD EPYC
-(Zen 5) VM shared with other jobs, min of rounds: before this work ~15 s (posing every mesh in
-float32 batches of 64; up to 150 s when the machine was loaded); pure-torch chunked skinning ~6.4 s;
-with the native op ~3.2 s, of which ~0.9 s is the ``joints`` case (reading, matching, joints,
-metrics), ~2 s the rest-pose GEMM (6.4e11 flops at ~330 GFLOP/s) and ~0.3 s the op.
+(Zen 5) VM shared with other jobs, min of rounds in a quiet spell: before this work 15.6 s (every
+mesh posed in float32 batches of 64 with MKL GEMMs; up to 150 s while the machine was loaded); with
+the op's pure-torch reference 9.6 s; with the native op 3.1 s, of which 0.96 s is the ``joints``
+case (reading, matching, joints, metrics), 1.8 s the rest-pose GEMMs (6.4e11 flops, ~350 GFLOP/s
+through oneDNN; MKL's sgemm reaches ~half that on this AMD CPU) and 0.37 s the op.
 
     OMP_NUM_THREADS=2 .venv/bin/python -m pytest benchmarks/bench_eval_3dpw.py --benchmark-columns=min,median,rounds
 """

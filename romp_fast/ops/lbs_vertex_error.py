@@ -23,31 +23,39 @@ from romp_fast import ops as _ops
 _NATIVE = _ops._C is not None and hasattr(torch.ops.romp_fast, "lbs_vertex_error")
 
 
-def linear_blend_skinning(rest, transforms, weights):
-    """Posed vertices [B, V, 3] from rest-pose vertices ``rest`` [B, V, 3], per-joint affine
-    transforms ``transforms`` [B, J, 3, 4] and skinning weights ``weights`` [V, J] (pure torch)."""
+def _skin_vertex_major(rest, transforms, weights):
+    """Posed vertices as [V, 3, B] (batch innermost). T = W A is one GEMM [V, J] x [J, 12 B]; then
+    three multiply-adds over [V, 3, B], contiguous when ``rest`` is batch-innermost (as the 3DPW
+    evaluator writes it), strided views otherwise."""
     B, V, _ = rest.shape
     J = weights.shape[1]
-    # T = W A as one GEMM [B * 12, J] x [J, V], then three multiply-adds over rows of V.
-    T = (transforms.permute(0, 2, 3, 1).reshape(B * 12, J) @ weights.T).view(B, 3, 4, V)
-    v = rest.transpose(1, 2)  # [B, 3, V]
+    T = (weights @ transforms.permute(1, 2, 3, 0).reshape(J, 12 * B)).view(V, 3, 4, B)
+    v = rest.permute(1, 2, 0)  # [V, 3, B]
     out = T[:, :, 3].clone()
     for d in range(3):
         out.addcmul_(T[:, :, d], v[:, None, d])
-    return out.transpose(1, 2)
+    return out
+
+
+def linear_blend_skinning(rest, transforms, weights):
+    """Posed vertices [B, V, 3] from rest-pose vertices ``rest`` [B, V, 3] (template and blend
+    shapes applied), per-joint affine transforms ``transforms`` [B, J, 3, 4] (rest to posed) and
+    skinning weights ``weights`` [V, J] (pure torch; a view of a batch-innermost tensor)."""
+    return _skin_vertex_major(rest, transforms, weights).permute(2, 0, 1)
 
 
 def lbs_vertex_error_reference(pred_rest, pred_transforms, target_rest, target_transforms, weights,
                                pred_root=None, target_root=None):
-    xp = linear_blend_skinning(pred_rest, pred_transforms, weights)
-    xg = linear_blend_skinning(target_rest, target_transforms, weights)
+    xp = _skin_vertex_major(pred_rest, pred_transforms, weights)
+    xg = _skin_vertex_major(target_rest, target_transforms, weights)
     if pred_root is not None:
-        xp = xp - pred_root[:, None]
+        xp -= pred_root.T[None]
     if target_root is not None:
-        xg = xg - target_root[:, None]
-    if xp.shape[1] == 0:
-        return xp.new_zeros(xp.shape[0])
-    return (xp - xg).norm(dim=-1).mean(-1)
+        xg -= target_root.T[None]
+    if xp.shape[0] == 0:
+        return xp.new_zeros(xp.shape[-1])
+    d = xp.sub_(xg)
+    return d.mul_(d).sum(1).sqrt_().mean(0)  # [V, 3, B] -> [B]
 
 
 def lbs_vertex_error(pred_rest, pred_transforms, target_rest, target_transforms, weights, pred_root=None,
