@@ -70,7 +70,8 @@ template <typename T, int L>
 void pack(const Mesh<T>& m, const int64_t* lane, int64_t J, T* Ap, T* root) {
   for (int64_t j = 0; j < J; ++j)
     for (int r = 0; r < 12; ++r)
-      for (int l = 0; l < L; ++l) Ap[(j * 12 + r) * L + l] = m.A[lane[l] * m.ab + j * m.aj + (r / 4) * m.ar + (r % 4) * m.ac];
+      for (int l = 0; l < L; ++l)
+        Ap[(j * 12 + r) * L + l] = m.A[lane[l] * m.ab + j * m.aj + (r / 4) * m.ar + (r % 4) * m.ac];
   for (int c = 0; c < 3; ++c)
     for (int l = 0; l < L; ++l) root[c * L + l] = m.root ? m.root[lane[l] * m.ob + c * m.oc] : T(0);
 }

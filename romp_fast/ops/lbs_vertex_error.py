@@ -7,7 +7,8 @@ pred_root=None, target_root=None) -> [B]``: per sample, the mean over vertices v
 already in ``rest``) and ``r`` is the side's root (zero when not given). This is PVE (the 3DPW
 protocol's mean vertex error) straight from the skinning inputs: the native kernels never hold a
 posed mesh or the per-vertex transforms, and sum each vertex's transform over its non-zero weights
-only (joints with zero weight are not read). A mesh with no vertex scores 0.
+only (for finite transforms, the same sum: zero weights add exact zeros). A mesh with no vertex
+scores 0.
 
 Not differentiable (an evaluation metric): inputs must not require grad.
 """
@@ -88,7 +89,8 @@ def lbs_vertex_error(pred_rest, pred_transforms, target_rest, target_transforms,
         if list(t.shape) != shape:
             raise ValueError(f"{op}: {name} must be {shape}, got {list(t.shape)}")
         if t.dtype != pred_rest.dtype or t.device != pred_rest.device:
-            raise TypeError(f"{op}: {name} must be {pred_rest.dtype} on {pred_rest.device}, got {t.dtype} on {t.device}")
+            raise TypeError(f"{op}: {name} must be {pred_rest.dtype} on {pred_rest.device}, "
+                            f"got {t.dtype} on {t.device}")
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args.values()):
         raise ValueError(f"{op}: not differentiable (an evaluation metric); detach the inputs")
     if _ops._use_native(op, pred_rest.device):
