@@ -45,9 +45,9 @@ class EventStorage:
         out.update({k: self.median(k) for k in self._hist})
         return out
 
-    def record(self, kind: str, values: dict[str, Any]) -> None:
-        """A non-smoothed event (an evaluation result) for the writers to emit once."""
-        self._pending.append({"kind": kind, "iteration": self.iter, **values})
+    def record(self, kind: str, values: dict[str, Any], iteration: int | None = None) -> None:
+        """A non-smoothed event (an evaluation result after ``iteration`` steps) for the writers."""
+        self._pending.append({"kind": kind, "iteration": self.iter if iteration is None else iteration, **values})
 
     def take_records(self) -> list[dict[str, Any]]:
         out, self._pending = self._pending, []

@@ -47,7 +47,7 @@ class EvalHook(HookBase):
             self.trainer.train_mode()
         self.last, self.last_iter = res, it
         self.history.append({"iteration": it, **res})
-        self.trainer.storage.record("eval", res)
+        self.trainer.storage.record("eval", res, iteration=it)
 
     def before_train(self) -> None:
         if self.at_start and self.trainer.start_iter == 0:

@@ -36,7 +36,7 @@ def test_run_folder_contents_and_hook_order(tmp_path):
     out = tmp_path / "run"
     # an untrained tiny model finds nobody (pose errors NaN), so select on F1, declared "max"
     summary = _run(out, "solver.max_iter=3", "train.checkpoint_period=2", "train.keep_last=5",
-                   "train.best_metric=F1", "train.best_mode=max")
+                   "train.best_metric=F1", "train.best_mode=max", "train.eval_period=2")
     names = sorted(p.name for p in out.iterdir())
     assert names == ["checkpoints", "config.yaml", "env.json", "metrics.jsonl", "summary.json"]
     assert [i for i, _ in checkpoints(out / "checkpoints")] == [2, 3]
@@ -47,12 +47,12 @@ def test_run_folder_contents_and_hook_order(tmp_path):
     assert env["seed"] == 0 and env["torch"] == torch.__version__ and "git_revision" in env
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert [r["iteration"] for r in evals] == [0, 3]  # at the start and at the end
+    assert [r["iteration"] for r in evals] == [0, 2, 3]  # at the start, after 2 steps, at the end
     assert {"MPJPE_mm", "PA_MPJPE_mm", "PVE_mm", "precision", "recall", "F1"} <= set(evals[0])
     train_rows = [r for r in rows if r["kind"] == "train" and "loss/total" in r]
     assert train_rows and all(k in train_rows[-1] for k in ("time/data", "time/forward", "time/loss",
                                                             "time/backward", "time/step", "lr"))
-    assert summary["iterations"] == 3 and len(summary["evaluations"]) == 2
+    assert summary["iterations"] == 3 and [e["iteration"] for e in summary["evaluations"]] == [0, 2, 3]
     # the order build_hooks documents
     trainer = _trainer_with_hooks(tmp_path)
     assert [type(h) for h in trainer.hooks] == [LRHook, EvalHook, BestCheckpointer, Checkpointer, WriterHook]
