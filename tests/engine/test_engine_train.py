@@ -213,3 +213,16 @@ def test_evaluate_cli_on_a_checkpoint(tmp_path, capsys):
     save_checkpoint(tmp_path / "mixed.pt", {k: v for k, v in bad.items() if k not in ("format", "path")})
     assert E.main(["--checkpoint", str(tmp_path / "mixed.pt"), "--data", "synthetic-val"]) == 2
     assert "different model" in capsys.readouterr().err
+
+
+def test_tensorboard_scalars_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb_run"
+    _run(out, "solver.max_iter=2", "train.tensorboard=true")
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss/total", "time/step", "lr", "eval/F1", "eval/precision"} <= tags
+    assert [e.step for e in acc.Scalars("eval/F1")] == [0, 2]
