@@ -112,7 +112,7 @@ def _merge(base: dict, update: Mapping, where: str, path: tuple = ()) -> None:
         if path in FREE_FORM or key in FREE_FORM:
             if key in FREE_FORM and not isinstance(v, Mapping):
                 raise ConfigError(f"{where}: {'.'.join(key)} must be a mapping, got {v!r}")
-            base[k] = dict(v) if key in FREE_FORM else v
+            base[k] = {**base.get(k, {}), **v} if key in FREE_FORM else v  # merged, like other sections
             continue
         if k not in base:
             valid = ", ".join(_flat_keys(defaults()))

@@ -195,3 +195,10 @@ def test_console_writer_plain_lines_when_not_a_terminal():
     bar = io.StringIO()
     ConsoleWriter(10, 0, "on", stream=bar).write(st, [])
     assert bar.getvalue().startswith("\r[")
+
+
+def test_free_form_weights_merge_across_file_and_overrides(tmp_path):
+    f = tmp_path / "w.yaml"
+    f.write_text("base: cpu\nloss:\n  weights: {MPJPE: 5}\n")
+    cfg = load_config(str(f), ["loss.weights.Pose=3"])
+    assert cfg["loss"]["weights"] == {"MPJPE": 5, "Pose": 3}
