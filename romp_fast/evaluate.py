@@ -45,8 +45,6 @@ def parse_args(argv=None):
 def score_checkpoint(checkpoint: str, data: str, *, split: str = "val", batch_size: int | None = None,
                      device: str = "auto", matching: str | None = None, progress="auto") -> BenchmarkResult:
     """Run the checkpoint's model over ``data`` and score it with the synthetic-val protocol."""
-    import torch
-
     from romp_fast.engine import distributed as D
     from romp_fast.engine.checkpoint import load_checkpoint, load_model_state
     from romp_fast.engine.data import build_dataset, eval_loader
@@ -70,8 +68,7 @@ def score_checkpoint(checkpoint: str, data: str, *, split: str = "val", batch_si
     match = matching or cfg["eval"]["match"]
     ev = SyntheticEvaluator(net.body_model, match=match, match_gate=cfg["eval"]["match_gate"])
     loader = eval_loader(dataset, batch_size or cfg["eval"]["batch_size"], rank=D.rank(), world_size=D.world_size())
-    with torch.no_grad():
-        summary = inference_on_dataset(net, loader, ev, dev, progress=progress)
+    summary = inference_on_dataset(net, loader, ev, dev, progress=progress)
     notes = [f"checkpoint {state['path']} (iteration {state['iteration']}), data {name} ({len(dataset)} images)",
              f"matching: {match} (gate {cfg['eval']['match_gate']} normalised units for hungarian); misses and "
              f"false positives counted in precision/recall/F1; pose errors over matched people",

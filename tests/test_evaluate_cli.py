@@ -1,7 +1,6 @@
 """``python -m romp_fast.evaluate`` with --gt/--pred: the table, JSON and CSV, options, errors."""
 import json
 
-import numpy as np
 import pytest
 
 from romp_fast import evaluate as E

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../lbs_common.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define RF_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -37,15 +38,8 @@ namespace {
 constexpr int64_t kTile = 1024;  // vertices per work item: ~16k vertex-samples, tens of microseconds
 constexpr int64_t kAhead = 8;    // positions prefetched ahead
 
-template <typename T>
-struct Mesh {  // one side: rest vertices [B, V, 3], transforms [B, J, 3, 4], root [B, 3] or null
-  const T* rest;
-  int64_t rb, rv, rc;
-  const T* A;
-  int64_t ab, aj, ar, ac;
-  const T* root;
-  int64_t ob, oc;
-};
+using lbs::Mesh;
+using lbs::mesh;
 
 struct Run {  // positions [begin, end) of the vertex order whose vertices have k non-zero weights
   int64_t begin, end;
@@ -247,15 +241,6 @@ void run_range(const void* job, bool dbl, int64_t i0, int64_t i1) {
   } else {
     run_items<float>(*static_cast<const Job<float>*>(job), i0, i1);
   }
-}
-
-template <typename T>
-Mesh<T> mesh(const at::Tensor& rest, const at::Tensor& A, const c10::optional<at::Tensor>& root) {
-  Mesh<T> m{rest.const_data_ptr<T>(), rest.stride(0), rest.stride(1), rest.stride(2),
-            A.const_data_ptr<T>(),    A.stride(0),    A.stride(1),    A.stride(2),
-            A.stride(3),              nullptr,        0,              0};
-  if (root.has_value()) m.root = root->const_data_ptr<T>(), m.ob = root->stride(0), m.oc = root->stride(1);
-  return m;
 }
 
 template <typename T>

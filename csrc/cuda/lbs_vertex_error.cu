@@ -12,21 +12,15 @@
 #include <algorithm>
 
 #include "../checks.h"
+#include "../lbs_common.h"
 
 namespace romp_fast {
 namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T>
-struct Mesh {  // one side: rest vertices [B, V, 3], transforms [B, J, 3, 4], root [B, 3] or null
-  const T* rest;
-  int64_t rb, rv, rc;
-  const T* A;
-  int64_t ab, aj, ar, ac;
-  const T* root;
-  int64_t ob, oc;
-};
+using lbs::Mesh;
+using lbs::mesh;
 
 template <typename T>
 __device__ void load_side(const Mesh<T>& m, int64_t b, int64_t J, T* A, T* root) {
@@ -83,15 +77,6 @@ __global__ void lbs_error_kernel(Mesh<T> p, Mesh<T> g, const T* w, int64_t ws0, 
       partial[b * gridDim.x + blockIdx.x] = s;
     }
   }
-}
-
-template <typename T>
-Mesh<T> mesh(const at::Tensor& rest, const at::Tensor& A, const c10::optional<at::Tensor>& root) {
-  Mesh<T> m{rest.const_data_ptr<T>(), rest.stride(0), rest.stride(1), rest.stride(2),
-            A.const_data_ptr<T>(),    A.stride(0),    A.stride(1),    A.stride(2),
-            A.stride(3),              nullptr,        0,              0};
-  if (root.has_value()) m.root = root->const_data_ptr<T>(), m.ob = root->stride(0), m.oc = root->stride(1);
-  return m;
 }
 
 at::Tensor lbs_vertex_error_cuda(const at::Tensor& pred_rest, const at::Tensor& pred_transforms,

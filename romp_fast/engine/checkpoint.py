@@ -29,9 +29,10 @@ class CheckpointError(RuntimeError):
 
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
     st: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "python": list(internal) + [version, gauss],
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
     }

@@ -49,6 +49,9 @@ class EventStorage:
         """A non-smoothed event (an evaluation result after ``iteration`` steps) for the writers."""
         self._pending.append({"kind": kind, "iteration": self.iter if iteration is None else iteration, **values})
 
+    def has_records(self) -> bool:
+        return bool(self._pending)
+
     def take_records(self) -> list[dict[str, Any]]:
         out, self._pending = self._pending, []
         return out

@@ -174,16 +174,16 @@ class WriterHook(HookBase):
 
     def after_step(self) -> None:
         nxt = self.trainer.iter + 1
-        if (self.period and nxt % self.period == 0) or self.trainer.storage._pending:
+        if (self.period and nxt % self.period == 0) or self.trainer.storage.has_records():
             self.trainer.storage.iter = nxt
             self._write()
 
     def before_train(self) -> None:
-        if self.trainer.storage._pending:
+        if self.trainer.storage.has_records():
             self._write()
 
     def after_train(self) -> None:
-        if self.trainer.storage._pending or self._written != self.trainer.storage.iter:
+        if self.trainer.storage.has_records() or self._written != self.trainer.storage.iter:
             self._write()
         for w in self.writers:
             w.close()

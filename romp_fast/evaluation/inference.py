@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 
 from romp_fast.engine import distributed as D
+from romp_fast.evaluation.benchmarks._io import Progress
 
 
 def inference_on_dataset(model, loader, evaluator, device: torch.device, *, progress: bool | str = "auto",
@@ -18,24 +18,20 @@ def inference_on_dataset(model, loader, evaluator, device: torch.device, *, prog
     net = D.unwrap(model)
     evaluator.reset()
     show = D.is_main() and (progress is True or progress == "on" or (progress == "auto" and sys.stderr.isatty()))
-    n = len(loader)
-    t0 = time.perf_counter()
+    bar = Progress(len(loader), "eval", show)
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            for i, batch in enumerate(loader):
+            for batch in loader:
                 batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 maps = net(batch["image"])
                 out = net.parse_infer({k: v.float() for k, v in maps.items()}, with_verts=with_verts)
                 evaluator.process(batch, out)
-                if show:
-                    el = time.perf_counter() - t0
-                    sys.stderr.write(f"\reval {i + 1}/{n}  {(i + 1) / el:.2f} batch/s\x1b[K")
+                bar.update()
     finally:
         net.train(was_training)
-    if show:
-        sys.stderr.write("\n")
+        bar.close()
     if D.is_dist():
         states = D.all_gather_object(evaluator.state_dict())
         evaluator.load_states(states)

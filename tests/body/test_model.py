@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from romp_fast.body import BodyModel, joints as J
+from romp_fast.body import BodyModel
 from romp_fast.body.procedural import MODEL_FILE
 from romp_fast.body.rotations import axis_angle_to_matrix, matrix_to_rot6d
 

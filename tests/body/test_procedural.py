@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from romp_fast.body import procedural as P
 from romp_fast.body.joints import SMPL_PARENTS

@@ -1,8 +1,5 @@
-import warnings
-
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import DistributedSampler
 
 from romp_fast.data.mixed import MixedDataset

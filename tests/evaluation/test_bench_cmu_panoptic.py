@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from romp_fast.evaluation.benchmarks.cmu_panoptic import (BenchmarkFileError, load_cmu_gt,
-                                                          score_cmu_panoptic)
+from romp_fast.evaluation.benchmarks._io import BenchmarkFileError
+from romp_fast.evaluation.benchmarks.cmu_panoptic import load_cmu_gt, score_cmu_panoptic
 
 RNG = np.random.default_rng(0)
 

@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from romp_fast.body.io import BodyModelFileError, atomic_write, load_body_model_data, safe_load_pickle
-from romp_fast.evaluation.benchmarks.cmu_panoptic import (BenchmarkFileError, Progress, as_array,
-                                                          match_people, mean_or_nan, pad)
+from romp_fast.evaluation.benchmarks._io import (BenchmarkFileError, Progress, as_array, match_people,
+                                                 mean_or_nan, pad)
 from romp_fast.evaluation.matching import AGORA_IOU_THRESH
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics import mpjpe, pve

@@ -44,8 +44,8 @@ import numpy as np
 import torch
 
 from romp_fast.body import joints as J
-from romp_fast.evaluation.benchmarks.cmu_panoptic import (BenchmarkFileError, Progress, as_array,
-                                                          load_mapping, match_people, mean_or_nan, pad)
+from romp_fast.evaluation.benchmarks._io import (BenchmarkFileError, Progress, as_array, load_mapping,
+                                                 match_people, mean_or_nan, pad)
 from romp_fast.evaluation.matching import ROMP_IOU_THRESH
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics.detection import detection_prf

@@ -51,6 +51,7 @@ from romp_fast import metrics, ops
 from romp_fast.body import joints as J
 from romp_fast.body.rotations import axis_angle_to_matrix
 from romp_fast.evaluation.benchmarks import threedpw_io as io
+from romp_fast.evaluation.benchmarks._io import Progress
 from romp_fast.evaluation.benchmarks.threedpw_body import LSP_FROM_H36M, load_body_models, vertex_errors
 from romp_fast.evaluation.benchmarks.threedpw_match import assign, fill_missing
 from romp_fast.evaluation.report import BenchmarkResult
@@ -194,7 +195,7 @@ def score_3dpw(gt, pred, *, matching=None, progress=False, **options) -> Benchma
     pve = np.full(G, np.nan)
     genders = g.gender[gi] if o["gt_gender"] == "pickle" else np.full(len(gi), "neutral")
     work = [(gd, gi[genders == gd]) for gd in np.unique(genders)]
-    bar = io.Progress(sum(len(_chunks(len(ix), JOINT_CHUNK)) for _, ix in work), "3dpw", progress)
+    bar = Progress(sum(len(_chunks(len(ix), JOINT_CHUNK)) for _, ix in work), "3dpw", progress)
     neutral = models["neutral"]
     for gd, ix in work:
         model = models[gd]
@@ -285,7 +286,7 @@ def score_3dpw_challenge(gt, pred, *, matching=None, progress=False, **options) 
     G = len(g)
     jg, Gg = torch.zeros(G, 24, 3, dtype=torch.float64), torch.zeros(G, 24, 3, 3, dtype=torch.float64)
     genders = g.gender if o["gt_gender"] == "pickle" else np.full(G, "neutral")
-    bar = io.Progress(2, "3dpw-challenge", progress)
+    bar = Progress(2, "3dpw-challenge", progress)
     for gd in np.unique(genders):
         i = np.flatnonzero(genders == gd)
         jg[i], Gg[i], _ = models[gd].kinematics(g.rot[i], g.betas[i])

@@ -52,8 +52,6 @@ Every reader error is a :class:`ThreeDPWFormatError` naming the file and the fie
 """
 from __future__ import annotations
 
-import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,26 +319,3 @@ def read_predictions(pred, allow_official=False) -> Predictions:
     fields = {k: np.concatenate([p.fields[k] for p in parts]) for k in names[0]}
     return Predictions(str(pred), np.concatenate([p.sequence for p in parts]), fields,
                        official=any(p.official for p in parts))
-
-
-# ----------------------------------------------------------------------------- progress
-class Progress:
-    """A minimal progress bar on stderr (no tqdm dependency); silent when ``enabled`` is False."""
-
-    def __init__(self, total, label, enabled):
-        self.total, self.label, self.enabled, self.n = max(int(total), 1), label, enabled, 0
-        self.t0 = self.shown = time.time()
-
-    def update(self, k=1):
-        if not self.enabled:
-            return
-        self.n = min(self.n + k, self.total)
-        if self.n < self.total and time.time() - self.shown < 0.2:  # redraw at most 5 times a second
-            return
-        self.shown = time.time()
-        frac = self.n / self.total
-        bar = "#" * int(30 * frac)
-        sys.stderr.write(f"\r{self.label} [{bar:<30}] {100 * frac:5.1f}% {time.time() - self.t0:6.1f}s")
-        if self.n == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()

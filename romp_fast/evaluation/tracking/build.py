@@ -15,7 +15,7 @@ import inspect
 
 import numpy as np
 
-from romp_fast.evaluation.benchmarks.cmu_panoptic import BenchmarkFileError
+from romp_fast.evaluation.benchmarks._io import BenchmarkFileError
 from romp_fast.evaluation.tracking.assign import max_weight_matching, positive_units, ranges
 from romp_fast.evaluation.tracking.formats import Dets
 from romp_fast.evaluation.tracking.sequence import EPS, Sequence, argsort_int

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from romp_fast.evaluation.benchmarks.cmu_panoptic import BenchmarkFileError
+from romp_fast.evaluation.benchmarks._io import BenchmarkFileError
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.evaluation.tracking import api, hota, motmetrics_compat
 from romp_fast.evaluation.tracking.build import build_sequence, mot_preprocess

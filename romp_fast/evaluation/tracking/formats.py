@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from romp_fast.evaluation.benchmarks.cmu_panoptic import BenchmarkFileError, load_npz_object
+from romp_fast.evaluation.benchmarks._io import BenchmarkFileError, load_npz_object
 
 
 @dataclass

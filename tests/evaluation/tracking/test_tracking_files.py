@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from romp_fast.evaluation.benchmarks import get_scorer
-from romp_fast.evaluation.benchmarks.cmu_panoptic import BenchmarkFileError
+from romp_fast.evaluation.benchmarks._io import BenchmarkFileError
 from romp_fast.evaluation.report import write_result
 from romp_fast.evaluation.tracking.files import SUMMARY_FIELDS, score_tracking
 from romp_fast.evaluation.tracking.formats import read_mot_file
