@@ -27,6 +27,14 @@ TORCH_LIBRARY(romp_fast, m) {
   // Linear assignment (romp_fast/ops/linear_assignment.py): cost [B, M, N]; counts int64 [B].
   m.def("linear_assignment(Tensor cost, Tensor? row_counts, Tensor? col_counts, float? max_cost, "
         "bool maximize) -> Tensor");
+  // Tracking counts for HOTA / CLEAR / Identity (CPU only; romp_fast/evaluation/tracking/native.py).
+  m.def("_tracking_counts(Tensor sim, Tensor gt_ids, Tensor tracker_ids, Tensor gt_ptr, Tensor tr_ptr, "
+        "int num_gt_ids, int num_tracker_ids, Tensor alpha_min, float clear_min, float id_min, int metrics, "
+        "int dense_limit) -> (Tensor, Tensor, Tensor)");
+}
+
+namespace romp_fast {
+void register_tracking(pybind11::module_& m);  // csrc/cpu/tracking_counts.cpp
 }
 
 namespace {
@@ -66,6 +74,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("debug") = true;
 #endif
+  romp_fast::register_tracking(m);
   m.def("num_threads", [] { return at::get_num_threads(); },
         "threads at::parallel_for uses in the CPU kernels (torch.set_num_threads)");
 }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from romp_fast.evaluation.tracking import clear, hota, identity
+from romp_fast.evaluation.tracking import clear, hota, identity, native
 from romp_fast.evaluation.tracking.sequence import Sequence, from_trackeval
 
 METRICS = ("HOTA", "CLEAR", "Identity")
@@ -40,6 +40,10 @@ def eval_sequence(data, *, metrics=METRICS, threshold: float = 0.5, exact: bool 
         array fields are float64[19] over alpha = 0.05 .. 0.95.
     """
     metrics = _check_metrics(metrics)
+    if not exact:
+        out = native.eval_native(data, metrics, threshold)
+        if out is not None:
+            return out
     seq = data if isinstance(data, Sequence) else from_trackeval(data, keep_frames=exact)
     return {m: _EVAL[m](seq, threshold, exact) for m in metrics}
 

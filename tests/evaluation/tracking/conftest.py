@@ -57,3 +57,16 @@ def te():
         combine = staticmethod(_combine_trackeval)
         same = staticmethod(_assert_same)
     return NS
+
+
+@pytest.fixture(params=["kernel", "numpy", "exact"])
+def mode(request, monkeypatch):
+    """How ``eval_sequence`` computes: the fused native kernel (the default), the numpy path over
+    batched ``linear_assignment`` (the fallback when the kernel is not built), or scipy on every
+    frame (``exact=True``). Returns the ``exact`` flag to pass."""
+    from romp_fast.evaluation.tracking import native
+    if request.param == "kernel" and not native.available():
+        pytest.skip("romp_fast._C is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(native, "available", lambda: False)
+    return request.param == "exact"

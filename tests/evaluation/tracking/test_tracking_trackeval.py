@@ -3,8 +3,9 @@
 Generated sequences (``synthetic.make_sequence``): boxes moving and bouncing off the image borders
 (crossing tracks), with misses, badly localised detections, false positives, id switches and
 fragmented tracks resumed under new ids. TrackEval's HOTA, CLEAR and Identity run on the same data
-dict in the test; every field must match (integers exactly, floats to 1e-9, HOTA per alpha), in the
-default (native, components) and the exact (scipy per frame) modes, per sequence and combined.
+dict in the test; every field must match (integers exactly, floats to 1e-9, HOTA per alpha)
+in the three modes (the fused native kernel, the numpy path over batched linear_assignment, scipy per
+frame), per sequence and combined.
 """
 import copy
 
@@ -29,15 +30,14 @@ def _data(name, seed):
     return to_trackeval(gt, tr, kw["num_frames"])
 
 
-@pytest.mark.parametrize("exact", [False, True], ids=["native", "exact"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_generated_sequences_equal_trackeval(te, name, exact):
+def test_generated_sequences_equal_trackeval(te, name, mode):
     for seed in range(3):
         data = _data(name, seed)
         ref = te.run(data)
-        te.same(ref, eval_sequence(data, exact=exact), f"{name} seed {seed}")
+        te.same(ref, eval_sequence(data, exact=mode), f"{name} seed {seed}")
         # the input is not modified
-        again = eval_sequence(copy.deepcopy(data), exact=exact)
+        again = eval_sequence(copy.deepcopy(data), exact=mode)
         te.same(ref, again, f"{name} seed {seed} (copy)")
 
 
@@ -84,8 +84,7 @@ def _empty(F, gt_counts, tr_counts, num_gt_ids=None, num_tr_ids=None, sim=0.9):
 @pytest.mark.parametrize("case", [
     "no_frames", "no_detections", "no_tracker_output", "no_ground_truth", "empty_frames_inside",
     "ids_that_never_appear", "only_low_similarity"])
-@pytest.mark.parametrize("exact", [False, True], ids=["native", "exact"])
-def test_empty_and_degenerate_sequences_behave_as_trackeval(te, case, exact):
+def test_empty_and_degenerate_sequences_behave_as_trackeval(te, case, mode):
     data = {
         "no_frames": _empty(0, [], []),
         "no_detections": _empty(5, [0] * 5, [0] * 5),
@@ -95,7 +94,7 @@ def test_empty_and_degenerate_sequences_behave_as_trackeval(te, case, exact):
         "ids_that_never_appear": _empty(3, [1, 2, 1], [1, 1, 2], num_gt_ids=5, num_tr_ids=4),
         "only_low_similarity": _empty(3, [2, 2, 2], [2, 2, 2], sim=0.3),
     }[case]
-    te.same(te.run(data), eval_sequence(data, exact=exact), case)
+    te.same(te.run(data), eval_sequence(data, exact=mode), case)
 
 
 def test_evaluate_sequence_flat_fields(te):

@@ -1,0 +1,708 @@
+// CPU kernel behind romp_fast.evaluation.tracking's default path: one pass over a sequence's flat
+// arrays that accumulates every count HOTA, CLEAR and Identity need, exactly as TrackEval defines
+// them (trackeval/metrics/{hota,clear,identity}.py, PyPI trackeval 1.3.0):
+//
+// - HOTA (Luiten et al., IJCV 2020): per pair of detections the soft match sim / (row sum + column
+//   sum - sim) summed per (gt id, tracker id) into C; alignment A = C / (n_g + n_t - C); per frame one
+//   maximum-weight matching on A * sim shared by every alpha; per alpha the matched pairs with
+//   sim >= alpha - eps count (TP, summed similarity, matches per id pair).
+// - CLEAR (Bernardin & Stiefelhagen 2008): frame by frame, weight 1000 * [continues the previous
+//   active frame's match] + sim over the pairs with sim >= threshold - eps; IDSW against the last
+//   match of the gt id at any earlier time; Frag, MT / PT from per-id counts.
+// - Identity (Ristani et al. 2016): per id pair the number of frames with sim >= threshold; IDTP is
+//   the value of a maximum-weight matching of those counts (TrackEval's (G+T) x (G+T) problem of
+//   IDFN + IDFP has the same optimum).
+//
+// TrackEval solves every frame's whole matrix with scipy. A maximum-weight matching with
+// non-negative weights decomposes over the connected components of the graph of positive pairs,
+// so here each component is solved on its own (most are one pair: matched without solving) by the
+// exact solver of linear_assignment (lsa_solver.h). The matched pairs that count are TrackEval's
+// whenever each optimum is unique. The Python reference is romp_fast/evaluation/tracking/{hota,
+// clear,identity}.py; tests/evaluation/tracking compares both with TrackEval.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "lsa_solver.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <ATen/Parallel.h>
+
+namespace romp_fast {
+namespace {
+
+constexpr double kEps = std::numeric_limits<double>::epsilon();  // TrackEval's np.finfo('float').eps
+
+// (gt id, tracker id) -> a compact pair index, dense for small id spaces, open addressing otherwise.
+class PairIndex {
+ public:
+  PairIndex(int64_t G, int64_t T, int64_t dense_limit) : T_(T), dense_(G * T <= dense_limit) {
+    if (dense_) {
+      table_.assign(static_cast<size_t>(G * T), -1);
+    } else {
+      slots_.assign(1024, -1);
+    }
+  }
+  __attribute__((always_inline)) int32_t operator()(int64_t g, int64_t t) {
+    const int64_t key = g * T_ + t;
+    if (dense_) {
+      int32_t& v = table_[key];
+      if (v < 0) v = add(key);
+      return v;
+    }
+    return hashed(key);
+  }
+  int64_t size() const { return static_cast<int64_t>(keys_.size()); }
+  int64_t key(int32_t p) const { return keys_[p]; }
+
+ private:
+  int32_t hashed(int64_t key) {
+    if (2 * (keys_.size() + 1) > slots_.size()) grow();
+    const uint64_t mask = slots_.size() - 1;
+    for (uint64_t h = hash(key) & mask;; h = (h + 1) & mask) {
+      const int32_t v = slots_[h];
+      if (v < 0) return slots_[h] = add(key);
+      if (keys_[v] == key) return v;
+    }
+  }
+  static uint64_t hash(int64_t key) {  // splitmix64 finaliser
+    uint64_t z = static_cast<uint64_t>(key) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  int32_t add(int64_t key) {
+    TORCH_CHECK(keys_.size() < static_cast<size_t>(std::numeric_limits<int32_t>::max()),
+                "_tracking_counts: more than 2^31 id pairs");
+    keys_.push_back(key);
+    return static_cast<int32_t>(keys_.size() - 1);
+  }
+  void grow() {
+    slots_.assign(slots_.size() * 2, -1);
+    const uint64_t mask = slots_.size() - 1;
+    for (size_t v = 0; v < keys_.size(); ++v) {
+      uint64_t h = hash(keys_[v]) & mask;
+      while (slots_[h] >= 0) h = (h + 1) & mask;
+      slots_[h] = static_cast<int32_t>(v);
+    }
+  }
+  int64_t T_;
+  bool dense_;
+  std::vector<int32_t> table_, slots_;
+  std::vector<int64_t> keys_;
+};
+
+// Maximum-weight matching (zero-weight pairs allowed, as in TrackEval's dense matrices) of a sparse
+// bipartite graph, one exact dense solve per connected component with more than one edge. Called
+// once per frame, so nothing is cleared per call: per-node arrays are reset through the edges that
+// set them.
+class SparseMatcher {
+ public:
+  // Rows 0..nr-1, columns 0..nc-1; edge k joins er[k] and ec[k] with weight wt[k] >= 0; edges are
+  // sorted by row. Sets matched[k] (0/1) for every edge.
+  void match(int64_t nr, int64_t nc, int64_t K, const int32_t* er, const int32_t* ec, const double* wt,
+             uint8_t* matched) {
+    if (K == 0) return;
+    if (static_cast<int64_t>(deg_r_.size()) < nr) deg_r_.resize(nr, 0);
+    if (static_cast<int64_t>(deg_c_.size()) < nc) {
+      deg_c_.resize(nc, 0), parent_.resize(nc), label_.resize(nc, -1), local_c_.resize(nc, -1);
+    }
+    if (static_cast<int64_t>(local_r_.size()) < nr) local_r_.resize(nr, -1);
+    if (static_cast<int64_t>(shared_.size()) < K) shared_.resize(K), comp_.resize(K), order_.resize(K);
+    for (int64_t k = 0; k < K; ++k) ++deg_r_[er[k]], ++deg_c_[ec[k]];
+    int64_t S = 0;  // edges that share a row or a column with another edge
+    for (int64_t k = 0; k < K; ++k) {
+      const bool alone = (deg_r_[er[k]] | deg_c_[ec[k]]) == 1;
+      matched[k] = alone;
+      shared_[S] = static_cast<int32_t>(k);
+      S += !alone;
+    }
+    for (int64_t k = 0; k < K; ++k) deg_r_[er[k]] = 0, deg_c_[ec[k]] = 0;
+    if (S == 0) return;
+    // Components through the columns: a row joins the columns of its edges (union-find, path halving).
+    for (int64_t i = 0; i < S; ++i) parent_[ec[shared_[i]]] = ec[shared_[i]];
+    for (int64_t i = 1; i < S; ++i) {
+      const int32_t k = shared_[i], prev = shared_[i - 1];
+      if (er[k] != er[prev]) continue;
+      const int32_t a = find(ec[prev]), b = find(ec[k]);
+      if (a != b) parent_[a] = b;
+    }
+    int32_t U = 0;
+    for (int64_t i = 0; i < S; ++i) {
+      int32_t& lab = label_[find(ec[shared_[i]])];
+      if (lab < 0) lab = U++;
+      comp_[i] = lab;
+    }
+    for (int64_t i = 0; i < S; ++i) label_[find(ec[shared_[i]])] = -1;  // unset for the next call
+    // Edges grouped by component (counting sort), each group still sorted by row.
+    start_.assign(U + 1, 0);
+    for (int64_t i = 0; i < S; ++i) ++start_[comp_[i] + 1];
+    for (int32_t u = 0; u < U; ++u) start_[u + 1] += start_[u];
+    fill_.assign(start_.begin(), start_.end() - 1);
+    for (int64_t i = 0; i < S; ++i) order_[fill_[comp_[i]]++] = shared_[i];
+    for (int32_t u = 0; u < U; ++u) solve_component(er, ec, wt, matched, start_[u], start_[u + 1]);
+  }
+
+ private:
+  int32_t find(int32_t x) {
+    while (parent_[x] != x) x = parent_[x] = parent_[parent_[x]];
+    return x;
+  }
+
+  void solve_component(const int32_t* er, const int32_t* ec, const double* wt, uint8_t* matched, int32_t b,
+                       int32_t e) {
+    int32_t rc = 0, cc = 0;
+    for (int32_t i = b; i < e; ++i) {  // number the component's rows and columns
+      const int32_t k = order_[i];
+      if (local_r_[er[k]] < 0) local_r_[er[k]] = rc++;
+      if (local_c_[ec[k]] < 0) local_c_[ec[k]] = cc++;
+    }
+    if (rc == 1 || cc == 1) {  // a star: its heaviest edge (the first of equal ones)
+      int32_t best = order_[b];
+      for (int32_t i = b + 1; i < e; ++i)
+        if (wt[order_[i]] > wt[best]) best = order_[i];
+      matched[best] = 1;
+    } else if (rc == 2 && cc == 2) {  // the heavier of the two diagonals (absent pairs weigh 0)
+      double d[2][2] = {{0, 0}, {0, 0}};
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        d[local_r_[er[k]]][local_c_[ec[k]]] = wt[k];
+      }
+      const int32_t anti = d[0][1] + d[1][0] > d[0][0] + d[1][1];
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        matched[k] = (local_r_[er[k]] ^ local_c_[ec[k]]) == anti;
+      }
+    } else {
+      block_.assign(static_cast<size_t>(rc) * cc, 0.0);
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        block_[static_cast<size_t>(local_r_[er[k]]) * cc + local_c_[ec[k]]] = wt[k];
+      }
+      out_.resize(rc);
+      static const lsa::Gate maximise = lsa::Gate::make(true, false, 0.0);
+      lsa::solve_problem<double>(block_.data(), cc, rc, cc, maximise, ws_, out_.data());
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        matched[k] = out_[local_r_[er[k]]] == local_c_[ec[k]];
+      }
+    }
+    for (int32_t i = b; i < e; ++i) {
+      const int32_t k = order_[i];
+      local_r_[er[k]] = -1, local_c_[ec[k]] = -1;
+    }
+  }
+
+  std::vector<int32_t> deg_r_, deg_c_, parent_, label_, shared_, comp_, start_, fill_, order_, local_r_, local_c_;
+  std::vector<double> block_;
+  std::vector<int64_t> out_;
+  lsa::Workspace ws_;
+};
+
+// Appends the positive entries of one frame's [ng, nt] similarity matrix (row-major) to er/ec/es
+// (room for every entry is left by the caller) and returns their number; `bad` is set when an entry
+// is negative, infinite or NaN. About 93 % of the entries are 0 in tracking data, so the work is
+// the compares: 8 (AVX-512), 4 (AVX2) or 2 (SSE2) doubles at a time, one bit per entry, then one
+// step per positive entry.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define RF_SCAN_X86 1
+__attribute__((target("avx512f"))) int64_t scan_frame_avx512(const double* s, int64_t ng, int64_t nt, int32_t* er,
+                                                              int32_t* ec, double* es, bool& bad) {
+  const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  __mmask8 ok = 0xFF;
+  int64_t n = 0;
+  for (int64_t r = 0; r < ng; ++r, s += nt) {
+    for (int64_t c0 = 0; c0 < nt; c0 += 64) {
+      const int64_t len = std::min<int64_t>(64, nt - c0);
+      uint64_t pos = 0;
+      for (int64_t c = 0; c < len; c += 8) {
+        const __mmask8 lanes = len - c >= 8 ? 0xFF : static_cast<__mmask8>((1u << (len - c)) - 1);
+        const __m512d v = _mm512_maskz_loadu_pd(lanes, s + c0 + c);  // 0 in the lanes past the row
+        pos |= static_cast<uint64_t>(_mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ)) << c;
+        ok &= _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ);
+      }
+      for (; pos; pos &= pos - 1) {
+        const int64_t j = c0 + __builtin_ctzll(pos);
+        er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j), es[n] = s[j];
+        ++n;
+      }
+    }
+  }
+  bad |= ok != 0xFF;
+  return n;
+}
+
+__attribute__((target("avx2"))) int64_t scan_frame_avx2(const double* s, int64_t ng, int64_t nt, int32_t* er,
+                                                         int32_t* ec, double* es, bool& bad) {
+  const __m256d zero = _mm256_setzero_pd(), inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
+  int fail = 0;
+  int64_t n = 0;
+  for (int64_t r = 0; r < ng; ++r, s += nt) {
+    for (int64_t c0 = 0; c0 < nt; c0 += 64) {
+      const int64_t len = std::min<int64_t>(64, nt - c0);
+      uint64_t pos = 0;
+      int64_t c = 0;
+      for (; c + 4 <= len; c += 4) {
+        const __m256d v = _mm256_loadu_pd(s + c0 + c);
+        pos |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ))) << c;
+        fail |= _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ))) ^ 15;
+      }
+      for (; c < len; ++c) {
+        const double v = s[c0 + c];
+        pos |= static_cast<uint64_t>(v > 0) << c;
+        fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
+      }
+      for (; pos; pos &= pos - 1) {
+        const int64_t j = c0 + __builtin_ctzll(pos);
+        er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j), es[n] = s[j];
+        ++n;
+      }
+    }
+  }
+  bad |= fail != 0;
+  return n;
+}
+#endif
+
+int64_t scan_frame_scalar(const double* s, int64_t ng, int64_t nt, int32_t* er, int32_t* ec, double* es, bool& bad) {
+  int64_t n = 0;
+  bool fail = false;
+  for (int64_t r = 0; r < ng; ++r, s += nt) {
+    for (int64_t c = 0; c < nt; ++c) {
+      const double v = s[c];
+      fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
+      er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(c), es[n] = v;  // kept when positive
+      n += v > 0;
+    }
+  }
+  bad |= fail;
+  return n;
+}
+
+using ScanFn = int64_t (*)(const double*, int64_t, int64_t, int32_t*, int32_t*, double*, bool&);
+
+ScanFn pick_scan() {
+#ifdef RF_SCAN_X86
+  if (__builtin_cpu_supports("avx512f")) return scan_frame_avx512;
+  if (__builtin_cpu_supports("avx2")) return scan_frame_avx2;
+#endif
+  return scan_frame_scalar;
+}
+
+enum Metric : int64_t { kHota = 1, kClear = 2, kIdentity = 4 };
+
+// A sequence as per-frame pointers: frame f has gptr[f + 1] - gptr[f] gt detections with ids gid[f][.],
+// tptr[f + 1] - tptr[f] tracker detections with ids tid[f][.], and a row-major [n_gt, n_tracker]
+// float64 similarity matrix sim[f]. Both entry points (flat tensors, TrackEval's per-frame lists)
+// build one.
+struct Frames {
+  int64_t F = 0;
+  std::vector<const double*> sim;
+  std::vector<const int64_t*> gid, tid;
+  std::vector<int64_t> gptr{0}, tptr{0};
+};
+
+struct Counts {
+  std::vector<double> hota;  // [5, A]: TP, summed similarity, numerators of AssA, AssRe, AssPr
+  int64_t clear[5] = {0, 0, 0, 0, 0};  // CLR_TP, IDSW, MT, PT, Frag
+  int64_t idtp = 0;
+  double motp_sum = 0;
+};
+
+constexpr const char* kOp = "_tracking_counts";
+
+// Every count of the metrics asked for (bits of `metrics`). alpha_min [A] ascending (alpha - eps);
+// clear_min = threshold - eps; id_min = threshold. Raises ValueError naming the frame for ids out of
+// range or repeated within a frame and for similarities that are negative, infinite or NaN.
+void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha_min, int64_t A, double clear_min,
+                     double id_min, int64_t metrics, int64_t dense_limit, Counts& out) {
+  const char* op = kOp;
+  const int64_t F = fr.F;
+  const int64_t* gptr = fr.gptr.data();
+  const int64_t* tptr = fr.tptr.data();
+  const int64_t Dg = gptr[F], Dt = tptr[F];
+  TORCH_CHECK(G >= 0 && T >= 0 && G < (int64_t{1} << 31) && T < (int64_t{1} << 31), op,
+              ": num_gt_ids and num_tracker_ids must be in [0, 2^31), got ", G, " and ", T);
+  for (int64_t a = 1; a < A; ++a) TORCH_CHECK(alpha_min[a - 1] <= alpha_min[a], op, ": alpha_min must ascend");
+  std::vector<int64_t> gt_count(G, 0), tr_count(T, 0);
+  {
+    std::vector<int64_t> seen(std::max(G, T), -1);  // frame where each id was last seen
+    for (int pass = 0; pass < 2; ++pass) {
+      const int64_t* ptr = pass ? tptr : gptr;
+      const int64_t n = pass ? T : G;
+      std::vector<int64_t>& count = pass ? tr_count : gt_count;
+      std::fill(seen.begin(), seen.end(), -1);
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t* ids = pass ? fr.tid[f] : fr.gid[f];
+        bool ok = true;
+        for (int64_t i = 0; i < ptr[f + 1] - ptr[f]; ++i) {
+          const int64_t id = ids[i];
+          ok &= id >= 0 && id < n;
+          if (!ok) break;
+          ok &= seen[id] != f;
+          seen[id] = f;
+          ++count[id];
+        }
+        if (ok) continue;
+        for (int64_t i = 0; i < ptr[f + 1] - ptr[f]; ++i) {  // the offending id, for the message
+          TORCH_CHECK_VALUE(ids[i] >= 0 && ids[i] < n, op, ": ", pass ? "tracker_ids[" : "gt_ids[", f,
+                            "] holds id ", ids[i], ", outside [0, ", n, ")");
+          for (int64_t j = 0; j < i; ++j)
+            TORCH_CHECK_VALUE(ids[j] != ids[i], op, ": ", pass ? "tracker_ids[" : "gt_ids[", f, "] repeats id ",
+                              ids[i]);
+        }
+      }
+    }
+  }
+
+  // One pass over every similarity: validity and the positive pairs (edges), kept in frame order
+  // with their local row and column. Row and column sums need only these: zeros add nothing.
+  const bool want_hota = metrics & kHota, want_clear = metrics & kClear, want_id = metrics & kIdentity;
+  std::vector<int64_t> eptr(F + 1, 0);
+  std::vector<int32_t> er, ec;
+  std::vector<double> es;
+  {
+    static const ScanFn scan = pick_scan();
+    int64_t K = 0;
+    for (int64_t f = 0; f < F; ++f) {
+      const int64_t ng = gptr[f + 1] - gptr[f], nt = tptr[f + 1] - tptr[f];
+      if (static_cast<int64_t>(er.size()) < K + ng * nt) {  // room for every entry of the frame
+        const size_t want = std::max<size_t>(2 * er.size(), K + ng * nt + 1024);
+        er.resize(want), ec.resize(want), es.resize(want);
+      }
+      bool bad_f = false;
+      K += scan(fr.sim[f], ng, nt, er.data() + K, ec.data() + K, es.data() + K, bad_f);
+      eptr[f + 1] = K;
+      if (bad_f) {  // the first offending value, for the message
+        const double* s = fr.sim[f];
+        int64_t i = 0;
+        while (s[i] >= 0 && s[i] < std::numeric_limits<double>::infinity()) ++i;
+        TORCH_CHECK_VALUE(false, op, ": similarity_scores[", f, "] holds ", s[i],
+                          "; similarities must be finite and >= 0");
+      }
+    }
+  }
+  const int64_t K = eptr[F];
+  PairIndex pairs(G, T, dense_limit);
+  std::vector<int32_t> ep(K);  // id pair of each edge
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) ep[k] = pairs(fr.gid[f][er[k]], fr.tid[f][ec[k]]);
+  std::vector<int64_t> id_count;  // Identity: frames with sim >= id_min, per pair
+  if (want_id && !(id_min > 0)) {  // a threshold <= 0 admits the zero similarities too: every pair
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t i = 0; i < gptr[f + 1] - gptr[f]; ++i)
+        for (int64_t j = 0; j < tptr[f + 1] - tptr[f]; ++j) {
+          const int32_t p = pairs(fr.gid[f][i], fr.tid[f][j]);
+          if (p >= static_cast<int32_t>(id_count.size())) id_count.resize(p + 1, 0);
+          ++id_count[p];
+        }
+  }
+  const int64_t P = pairs.size();
+  const int64_t Tn = std::max<int64_t>(T, 1);
+
+  out.hota.assign(5 * A, 0.0);
+  double* H = out.hota.data();
+
+  auto run_hota = [&] {
+    // 1. global alignment score per id pair: TrackEval adds sim / (col sum + row sum - sim).
+    std::vector<double> row_sum(Dg, 0.0), col_sum(Dt, 0.0), C(P, 0.0), align(P);
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) row_sum[gptr[f] + er[k]] += es[k], col_sum[tptr[f] + ec[k]] += es[k];
+    for (int64_t f = 0; f < F; ++f) {
+      const double* rs = row_sum.data() + gptr[f];
+      const double* cs = col_sum.data() + tptr[f];
+      for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) {
+        const double denom = cs[ec[k]] + rs[er[k]] - es[k];
+        C[ep[k]] += denom > 0 + kEps ? es[k] / denom : 0.0;
+      }
+    }
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t key = pairs.key(static_cast<int32_t>(p));
+      align[p] = C[p] / (static_cast<double>(gt_count[key / Tn]) + static_cast<double>(tr_count[key % Tn]) - C[p]);
+    }
+    // 2. one matching per frame on A * sim; 3. per alpha counts of the matched pairs.
+    std::vector<double> w(K);
+    for (int64_t k = 0; k < K; ++k) w[k] = align[ep[k]] * es[k];
+    std::vector<uint8_t> matched(K + 1, 0);
+    SparseMatcher matcher;
+    std::vector<int64_t> tp_hist(A + 1, 0);
+    std::vector<double> loc_hist(A + 1, 0.0);
+    // Matches per id pair and number of alphas passed, [pairs matched at least once, A + 1].
+    std::vector<int32_t> slot(P, -1), slot_pair, pair_hist;
+    for (int64_t f = 0; f < F; ++f) {
+      const int64_t k0 = eptr[f], n = eptr[f + 1] - k0;
+      matcher.match(gptr[f + 1] - gptr[f], tptr[f + 1] - tptr[f], n, er.data() + k0, ec.data() + k0, w.data() + k0,
+                    matched.data() + k0);
+      for (int64_t k = k0; k < k0 + n; ++k) {
+        if (!matched[k]) continue;
+        int64_t level = 0;  // alphas passed: sim >= alpha - eps
+        for (int64_t a = 0; a < A; ++a) level += es[k] >= alpha_min[a];
+        ++tp_hist[level];
+        loc_hist[level] += es[k];
+        int32_t& sl = slot[ep[k]];
+        if (sl < 0) {
+          sl = static_cast<int32_t>(slot_pair.size());
+          slot_pair.push_back(ep[k]);
+          pair_hist.resize(pair_hist.size() + A + 1, 0);
+        }
+        ++pair_hist[static_cast<size_t>(sl) * (A + 1) + level];
+      }
+    }
+    // TP and summed similarity per alpha: a pair at level l counts for alphas 0..l-1.
+    double *tp = H, *loc = H + A, *ass_a = H + 2 * A, *ass_re = H + 3 * A, *ass_pr = H + 4 * A;
+    int64_t run = 0;
+    double run_loc = 0;
+    for (int64_t a = A - 1; a >= 0; --a) {
+      run += tp_hist[a + 1], run_loc += loc_hist[a + 1];
+      tp[a] = static_cast<double>(run), loc[a] = run_loc;
+    }
+    std::vector<double> m(A);
+    for (size_t sl = 0; sl < slot_pair.size(); ++sl) {
+      const int32_t* h = pair_hist.data() + sl * (A + 1);
+      int64_t acc = 0;
+      for (int64_t a = A - 1; a >= 0; --a) acc += h[a + 1], m[a] = static_cast<double>(acc);
+      const int64_t key = pairs.key(slot_pair[sl]);
+      const double ng = static_cast<double>(gt_count[key / Tn]), nt = static_cast<double>(tr_count[key % Tn]);
+      for (int64_t a = 0; a < A; ++a) {
+        ass_a[a] += m[a] * (m[a] / std::max(1.0, ng + nt - m[a]));
+        ass_re[a] += m[a] * (m[a] / std::max(1.0, ng));
+        ass_pr[a] += m[a] * (m[a] / std::max(1.0, nt));
+      }
+    }
+  };
+
+  auto run_clear = [&] {
+    std::vector<int64_t> prev_tid(G, -1), prev_ts_tid(G, -1), prev_ts_at(G, -2), matched_count(G, 0), frag(G, 0);
+    std::vector<int32_t> cand, cr, cc;
+    std::vector<double> w;
+    std::vector<uint8_t> matched;
+    SparseMatcher matcher;
+    int64_t clr_tp = 0, idsw = 0, active = -1;
+    double motp = 0;
+    for (int64_t f = 0; f < F; ++f) {
+      const int64_t g0 = gptr[f], t0 = tptr[f], ng = gptr[f + 1] - g0, nt = tptr[f + 1] - t0;
+      if (ng == 0 || nt == 0) continue;  // FP / FN only; the previous frame's matches stay
+      ++active;
+      cand.clear(), cr.clear(), cc.clear(), w.clear();
+      for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) {
+        if (!(es[k] >= clear_min)) continue;
+        const int64_t g = fr.gid[f][er[k]];
+        const bool cont = prev_ts_at[g] == active - 1 && prev_ts_tid[g] == fr.tid[f][ec[k]];
+        cand.push_back(static_cast<int32_t>(k)), cr.push_back(er[k]), cc.push_back(ec[k]);
+        w.push_back(1000.0 * cont + es[k]);  // TrackEval: 1000 * continues + similarity
+      }
+      const int64_t n = static_cast<int64_t>(cand.size());
+      if (static_cast<int64_t>(matched.size()) < n) matched.resize(n);
+      matcher.match(ng, nt, n, cr.data(), cc.data(), w.data(), matched.data());
+      for (int64_t i = 0; i < n; ++i) {
+        if (!matched[i]) continue;
+        const int64_t k = cand[i], g = fr.gid[f][er[k]], t = fr.tid[f][ec[k]];
+        idsw += prev_tid[g] >= 0 && prev_tid[g] != t;
+        ++matched_count[g];
+        frag[g] += prev_ts_at[g] != active - 1;  // tracked now, not in the previous active frame
+        prev_tid[g] = t, prev_ts_tid[g] = t, prev_ts_at[g] = active;
+        ++clr_tp;
+        motp += es[k];
+      }
+    }
+    int64_t mt = 0, pt = 0, frags = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      if (gt_count[g] > 0) {
+        const double ratio = static_cast<double>(matched_count[g]) / static_cast<double>(gt_count[g]);
+        mt += ratio > 0.8;
+        pt += ratio >= 0.2;
+      }
+      frags += frag[g] > 0 ? frag[g] - 1 : 0;
+    }
+    out.clear[0] = clr_tp, out.clear[1] = idsw, out.clear[2] = mt, out.clear[3] = pt - mt, out.clear[4] = frags;
+    out.motp_sum = motp;
+  };
+
+  auto run_identity = [&] {
+    if (id_min > 0) {  // the positive pairs at or above the threshold
+      id_count.assign(P, 0);
+      for (int64_t k = 0; k < K; ++k) id_count[ep[k]] += es[k] >= id_min;
+    }
+    std::vector<int32_t> cr, cc, nz;
+    std::vector<double> w;
+    for (size_t p = 0; p < id_count.size(); ++p)
+      if (id_count[p] > 0) nz.push_back(static_cast<int32_t>(p));
+    std::sort(nz.begin(), nz.end(), [&](int32_t a, int32_t b) { return pairs.key(a) < pairs.key(b); });  // by gt id
+    for (const int32_t p : nz) {
+      const int64_t key = pairs.key(p);
+      cr.push_back(static_cast<int32_t>(key / Tn)), cc.push_back(static_cast<int32_t>(key % Tn));
+      w.push_back(static_cast<double>(id_count[p]));
+    }
+    const int64_t n = static_cast<int64_t>(w.size());
+    std::vector<uint8_t> matched(n + 1, 0);
+    SparseMatcher matcher;
+    matcher.match(G, T, n, cr.data(), cc.data(), w.data(), matched.data());
+    int64_t idtp = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (matched[i]) idtp += static_cast<int64_t>(w[i]);
+    out.idtp = idtp;
+  };
+
+  // HOTA on one thread, CLEAR then Identity on another: they share only read-only inputs.
+  auto run_rest = [&] {
+    if (want_clear) run_clear();
+    if (want_id) run_identity();
+  };
+  if (want_hota && (want_clear || want_id) && at::get_num_threads() > 1) {
+    at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) i == 0 ? run_hota() : run_rest();
+    });
+  } else {
+    if (want_hota) run_hota();
+    run_rest();
+  }
+}
+
+// The op: sim [E] float64 (every frame's matrix raveled, frames concatenated); gt_ids [Dg],
+// tracker_ids [Dt] int64; gt_ptr, tr_ptr [F + 1] int64 frame offsets. Returns (hota float64 [5, A],
+// counts int64 [6]: CLR_TP, IDSW, MT, PT, Frag, IDTP, sums float64 [1]: MOTP_sum).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> tracking_counts_cpu(
+    const at::Tensor& sim_t, const at::Tensor& gt_ids_t, const at::Tensor& tr_ids_t, const at::Tensor& gt_ptr_t,
+    const at::Tensor& tr_ptr_t, int64_t G, int64_t T, const at::Tensor& alpha_min_t, double clear_min,
+    double id_min, int64_t metrics, int64_t dense_limit) {
+  const char* op = kOp;
+  auto check_1d = [&](const at::Tensor& t, const char* name, at::ScalarType dtype) {
+    TORCH_CHECK(t.dim() == 1 && t.scalar_type() == dtype && t.device().is_cpu(), op, ": ", name,
+                " must be a 1-D ", dtype, " CPU tensor, got ", t.scalar_type(), " ", t.sizes(), " on ",
+                t.device());
+  };
+  check_1d(sim_t, "sim", at::kDouble);
+  check_1d(gt_ids_t, "gt_ids", at::kLong);
+  check_1d(tr_ids_t, "tracker_ids", at::kLong);
+  check_1d(gt_ptr_t, "gt_ptr", at::kLong);
+  check_1d(tr_ptr_t, "tr_ptr", at::kLong);
+  check_1d(alpha_min_t, "alpha_min", at::kDouble);
+  TORCH_CHECK(gt_ptr_t.size(0) >= 1 && tr_ptr_t.size(0) == gt_ptr_t.size(0), op,
+              ": gt_ptr and tr_ptr must both be [F + 1], got ", gt_ptr_t.sizes(), " and ", tr_ptr_t.sizes());
+  const at::Tensor sim_c = sim_t.contiguous(), gid_c = gt_ids_t.contiguous(), tid_c = tr_ids_t.contiguous();
+  const at::Tensor gptr_c = gt_ptr_t.contiguous(), tptr_c = tr_ptr_t.contiguous(), al_c = alpha_min_t.contiguous();
+  const int64_t* gptr = gptr_c.const_data_ptr<int64_t>();
+  const int64_t* tptr = tptr_c.const_data_ptr<int64_t>();
+  Frames fr;
+  fr.F = gptr_c.size(0) - 1;
+  TORCH_CHECK(gptr[0] == 0 && tptr[0] == 0 && gptr[fr.F] == gid_c.size(0) && tptr[fr.F] == tid_c.size(0), op,
+              ": gt_ptr / tr_ptr must run from 0 to the number of detections");
+  fr.gptr.assign(gptr, gptr + fr.F + 1), fr.tptr.assign(tptr, tptr + fr.F + 1);
+  fr.sim.resize(fr.F), fr.gid.resize(fr.F), fr.tid.resize(fr.F);
+  int64_t off = 0;
+  for (int64_t f = 0; f < fr.F; ++f) {
+    const int64_t ng = gptr[f + 1] - gptr[f], nt = tptr[f + 1] - tptr[f];
+    TORCH_CHECK(ng >= 0 && nt >= 0, op, ": frame ", f, " has a negative detection count");
+    fr.sim[f] = sim_c.const_data_ptr<double>() + std::min(off, sim_c.size(0));
+    fr.gid[f] = gid_c.const_data_ptr<int64_t>() + gptr[f], fr.tid[f] = tid_c.const_data_ptr<int64_t>() + tptr[f];
+    off += ng * nt;
+  }
+  TORCH_CHECK(sim_c.size(0) == off, op, ": sim holds ", sim_c.size(0), " values, the frames need ", off);
+  const int64_t A = al_c.size(0);
+  Counts c;
+  tracking_counts(fr, G, T, al_c.const_data_ptr<double>(), A, clear_min, id_min, metrics, dense_limit, c);
+  at::Tensor hota = at::empty({5, A}, sim_t.options());
+  std::copy(c.hota.begin(), c.hota.end(), hota.data_ptr<double>());
+  at::Tensor counts = at::empty({6}, gid_c.options());
+  int64_t* cp = counts.data_ptr<int64_t>();
+  std::copy(c.clear, c.clear + 5, cp);
+  cp[5] = c.idtp;
+  at::Tensor sums = at::full({1}, c.motp_sum, sim_t.options());
+  return {hota, counts, sums};
+}
+
+// TrackEval's per-frame lists read in place (buffer protocol): no concatenation in Python. Holds a
+// view of every array until the counts are done.
+class FrameViews {
+ public:
+  explicit FrameViews(size_t n) { views_.reserve(n); }
+  ~FrameViews() {
+    for (Py_buffer& b : views_) PyBuffer_Release(&b);
+  }
+  FrameViews(const FrameViews&) = delete;
+  FrameViews& operator=(const FrameViews&) = delete;
+  // The array's data if it is a C-contiguous float64 (int64) array with `ndim` dimensions, else null.
+  const Py_buffer* get(PyObject* obj, int ndim, bool floating) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(obj, &b, PyBUF_ND | PyBUF_FORMAT) != 0) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    views_.push_back(b);  // reserved: no reallocation
+    const Py_buffer& v = views_.back();
+    const char* fmt = v.format ? v.format : "B";
+    if (*fmt == '@' || *fmt == '=' || *fmt == '<') ++fmt;
+    const bool kind_ok = floating ? (fmt[0] == 'd') : (fmt[0] == 'l' || fmt[0] == 'q');
+    if (v.ndim != ndim || v.itemsize != 8 || !kind_ok || fmt[1] != '\0') return nullptr;
+    return &v;
+  }
+
+ private:
+  std::vector<Py_buffer> views_;
+};
+
+}  // namespace
+
+// romp_fast._C._tracking_counts_lists(gt_ids, tracker_ids, similarity_scores, G, T, alpha_min, clear_min,
+// id_min, metrics, dense_limit): the counts from TrackEval's per-frame lists of numpy arrays (int64 ids,
+// float64 [n_gt, n_tracker] similarities), as (hota [5 * A] list, (CLR_TP, IDSW, MT, PT, Frag, IDTP),
+// MOTP_sum, gt detections, tracker detections); None when an array is not of that form (the caller falls back to the flat op); ValueError
+// for invalid values. A pybind11 function rather than a torch op: an op would need one tensor per frame.
+void register_tracking(pybind11::module_& m) {
+  namespace py = pybind11;
+  m.def(
+      "_tracking_counts_lists",
+      [](py::list gt_ids, py::list tracker_ids, py::list sims, int64_t G, int64_t T, std::vector<double> alpha_min,
+         double clear_min, double id_min, int64_t metrics, int64_t dense_limit) -> py::object {
+        const int64_t F = static_cast<int64_t>(py::len(gt_ids));
+        if (static_cast<int64_t>(py::len(tracker_ids)) != F || static_cast<int64_t>(py::len(sims)) != F)
+          return py::none();
+        Frames fr;
+        fr.F = F;
+        fr.sim.resize(F), fr.gid.resize(F), fr.tid.resize(F), fr.gptr.resize(F + 1), fr.tptr.resize(F + 1);
+        FrameViews views(3 * F);
+        for (int64_t f = 0; f < F; ++f) {
+          const Py_buffer* g = views.get(PyList_GET_ITEM(gt_ids.ptr(), f), 1, false);
+          const Py_buffer* t = g ? views.get(PyList_GET_ITEM(tracker_ids.ptr(), f), 1, false) : nullptr;
+          const Py_buffer* s = t ? views.get(PyList_GET_ITEM(sims.ptr(), f), 2, true) : nullptr;
+          if (!s || s->shape[0] != g->shape[0] || s->shape[1] != t->shape[0]) return py::none();
+          fr.gid[f] = static_cast<const int64_t*>(g->buf), fr.tid[f] = static_cast<const int64_t*>(t->buf);
+          fr.sim[f] = static_cast<const double*>(s->buf);
+          fr.gptr[f + 1] = fr.gptr[f] + g->shape[0], fr.tptr[f + 1] = fr.tptr[f] + t->shape[0];
+        }
+        Counts c;
+        std::string error;
+        {
+          py::gil_scoped_release nogil;
+          try {
+            tracking_counts(fr, G, T, alpha_min.data(), static_cast<int64_t>(alpha_min.size()), clear_min, id_min,
+                            metrics, dense_limit, c);
+          } catch (const c10::Error& e) {
+            error = e.what_without_backtrace();
+          }
+        }
+        if (!error.empty()) throw py::value_error(error);
+        return py::make_tuple(py::cast(c.hota), py::make_tuple(c.clear[0], c.clear[1], c.clear[2], c.clear[3],
+                                                               c.clear[4], c.idtp),
+                              c.motp_sum, fr.gptr[F], fr.tptr[F]);
+      },
+      "HOTA / CLEAR / Identity counts from TrackEval's per-frame lists (romp_fast/evaluation/tracking/native.py)");
+}
+
+TORCH_LIBRARY_IMPL(romp_fast, CPU, m) { m.impl("_tracking_counts", &tracking_counts_cpu); }
+
+}  // namespace romp_fast

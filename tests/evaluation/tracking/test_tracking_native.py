@@ -1,0 +1,114 @@
+"""The fused native kernel (csrc/cpu/tracking_counts.cpp) behind eval_sequence's default path.
+
+Its two entry points (TrackEval's per-frame lists read in place, and the flat-array op used for
+prepared sequences) and both id-pair tables (dense, hashed) must give TrackEval's numbers on
+generated sequences; inputs it does not take in place (other dtypes, strided arrays, tuples) must
+fall back and still give them; invalid values must still raise the numpy path's errors.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from romp_fast.evaluation.tracking import eval_sequence, from_trackeval, native
+from romp_fast.evaluation.tracking.synthetic import make_sequence, to_trackeval
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="romp_fast._C is not built")
+METRICS = ("HOTA", "CLEAR", "Identity")
+
+
+def _data(seed, **kw):
+    args = dict(num_frames=120, num_ids=14, per_frame=10, switch=0.01, refrag=0.2, fp=2.0, miss=0.1)
+    args.update(kw)
+    gt, tr = make_sequence(seed=seed, **args)
+    return to_trackeval(gt, tr, args["num_frames"])
+
+
+@pytest.mark.parametrize("dense_limit", [native.DENSE_LIMIT, 0], ids=["dense", "hashed"])
+@pytest.mark.parametrize("from_lists", [True, False], ids=["lists", "flat"])
+def test_entry_points_and_pair_tables_equal_trackeval(te, from_lists, dense_limit):
+    for seed in range(3):
+        data = _data(seed, image=(900.0, 600.0) if seed == 2 else (1920.0, 1080.0))
+        got = native.eval_native(data, METRICS, 0.5, dense_limit=dense_limit, from_lists=from_lists)
+        assert got is not None
+        te.same(te.run(data), got, f"seed {seed}")
+
+
+def test_prepared_sequence_goes_through_the_flat_op(te, monkeypatch):
+    data = _data(4)
+    seq = from_trackeval(data)
+    calls = []
+    real = native._counts_from_flat
+    monkeypatch.setattr(native, "_counts_from_flat", lambda *a: calls.append(1) or real(*a))
+    te.same(te.run(data), eval_sequence(seq), "sequence")
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.75])
+def test_identity_thresholds_including_zero(te, threshold):
+    # threshold 0 admits every co-occurring pair, zero similarities included (TrackEval's >=)
+    data = _data(5)
+    ref = te.run(data, threshold)
+    got = eval_sequence(data, metrics=["Identity"], threshold=threshold)
+    te.same(ref, got, f"threshold {threshold}")
+    assert native.eval_native(data, ["Identity"], threshold) is not None
+
+
+@pytest.mark.parametrize("change", ["int32_ids", "strided_sims", "tuples", "float32_sims"])
+def test_inputs_not_read_in_place_fall_back_to_the_same_numbers(te, change):
+    data = _data(6)
+    ref = te.run(data)
+    d = copy.deepcopy(data)
+    if change == "int32_ids":
+        d["gt_ids"] = [a.astype(np.int32) for a in d["gt_ids"]]
+    elif change == "strided_sims":  # same values, Fortran order: not C-contiguous
+        d["similarity_scores"] = [np.asfortranarray(s) for s in d["similarity_scores"]]
+    elif change == "tuples":
+        d["tracker_ids"] = tuple(d["tracker_ids"])
+    else:  # float32 similarities are widened to float64, as the numpy path does
+        d["similarity_scores"] = [s.astype(np.float32).astype(np.float64) for s in d["similarity_scores"]]
+        ref = te.run(d)
+        d["similarity_scores"] = [s.astype(np.float32) for s in d["similarity_scores"]]
+    assert native._counts_from_lists(d, 7, 0.5, native.DENSE_LIMIT) is None or change == "float32_sims"
+    te.same(ref, eval_sequence(d), change)
+
+
+def test_one_thread_equals_two():
+    data = _data(7, num_frames=300, num_ids=30, per_frame=20)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = eval_sequence(data)
+        torch.set_num_threads(2)
+        two = eval_sequence(data)
+    finally:
+        torch.set_num_threads(before)
+    for m in METRICS:
+        for k, v in one[m].items():
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(two[m][k]), err_msg=f"{m}.{k}")
+
+
+def test_kernel_errors_name_frame_and_value():
+    data = _data(8, num_frames=10)
+    sims = data["similarity_scores"]
+    f = next(i for i, s in enumerate(sims) if s.size)
+    sims[f][0, 0] = np.inf
+    t = torch.from_numpy
+    flat = native._flat(data)
+    F, G, T, gt, tr, gp, tp, sim = flat
+    with pytest.raises(ValueError, match=rf"similarity_scores\[{f}\] holds inf"):
+        torch.ops.romp_fast._tracking_counts(t(sim), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
+                                             0.5, 0.5, 7, native.DENSE_LIMIT)
+    with pytest.raises(ValueError, match=rf"similarity_scores\[{f}\] holds inf"):
+        native._counts_from_lists(data, 7, 0.5, native.DENSE_LIMIT)
+    sims[f][0, 0] = 0.5
+    gt = gt.copy()
+    gt[gp[3]:gp[4]] = G  # every id of frame 3 out of range
+    if gp[4] > gp[3]:
+        with pytest.raises(ValueError, match=rf"gt_ids\[3\] holds id {G}, outside \[0, {G}\)"):
+            torch.ops.romp_fast._tracking_counts(t(sim), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
+                                                 0.5, 0.5, 7, native.DENSE_LIMIT)
+    with pytest.raises(RuntimeError, match="the frames need"):
+        torch.ops.romp_fast._tracking_counts(t(sim[1:]), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
+                                             0.5, 0.5, 7, native.DENSE_LIMIT)
