@@ -30,7 +30,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -325,9 +327,86 @@ struct Counts {
 
 constexpr const char* kOp = "_tracking_counts";
 
+// Edges (positive similarities) of a run of frames, and what the scan found wrong first.
+struct Scan {
+  std::vector<int32_t> er, ec;  // local row, column
+  std::vector<double> es;       // similarity
+  std::vector<int64_t> eptr;    // per frame of the run: first edge, relative to the run
+  std::vector<int64_t> gt_count, tr_count;
+  std::string error;
+};
+
+// Frames [f0, f1): ids checked and counted, positive entries collected. The first problem is kept
+// as a message (not thrown) so that the caller can report the earliest frame's.
+void scan_frames(const Frames& fr, int64_t f0, int64_t f1, int64_t G, int64_t T, Scan& out) {
+  static const ScanFn scan = pick_scan();
+  const int64_t* gptr = fr.gptr.data();
+  const int64_t* tptr = fr.tptr.data();
+  out.gt_count.assign(G, 0), out.tr_count.assign(T, 0);
+  out.eptr.assign(f1 - f0 + 1, 0);
+  std::vector<int64_t> seen_g(G, -1), seen_t(T, -1);  // frame where each id was last seen
+  int64_t K = 0;
+  for (int64_t f = f0; f < f1; ++f) {
+    const int64_t ng = gptr[f + 1] - gptr[f], nt = tptr[f + 1] - tptr[f];
+    for (int pass = 0; pass < 2; ++pass) {
+      const int64_t* ids = pass ? fr.tid[f] : fr.gid[f];
+      const int64_t n = pass ? T : G, len = pass ? nt : ng;
+      int64_t* seen = pass ? seen_t.data() : seen_g.data();
+      int64_t* count = pass ? out.tr_count.data() : out.gt_count.data();
+      bool ok = true;
+      for (int64_t i = 0; i < len && ok; ++i) {
+        const int64_t id = ids[i];
+        ok = id >= 0 && id < n && seen[id] != f;
+        if (ok) seen[id] = f, ++count[id];
+      }
+      if (ok) continue;
+      const char* name = pass ? "tracker_ids[" : "gt_ids[";
+      for (int64_t i = 0; i < len && out.error.empty(); ++i) {  // the offending id, for the message
+        if (ids[i] < 0 || ids[i] >= n) {
+          out.error = c10::str(kOp, ": ", name, f, "] holds id ", ids[i], ", outside [0, ", n, ")");
+        } else {
+          for (int64_t j = 0; j < i; ++j)
+            if (ids[j] == ids[i]) out.error = c10::str(kOp, ": ", name, f, "] repeats id ", ids[i]);
+        }
+      }
+      return;
+    }
+    if (static_cast<int64_t>(out.er.size()) < K + ng * nt) {  // room for every entry of the frame
+      const size_t want = std::max<size_t>(2 * out.er.size(), K + ng * nt + 1024);
+      out.er.resize(want), out.ec.resize(want), out.es.resize(want);
+    }
+    bool bad = false;
+    K += scan(fr.sim[f], ng, nt, out.er.data() + K, out.ec.data() + K, out.es.data() + K, bad);
+    out.eptr[f - f0 + 1] = K;
+    if (bad) {  // the first offending value, for the message
+      const double* s = fr.sim[f];
+      int64_t i = 0;
+      while (s[i] >= 0 && s[i] < std::numeric_limits<double>::infinity()) ++i;
+      out.error = c10::str(kOp, ": similarity_scores[", f, "] holds ", s[i], "; similarities must be finite and >= 0");
+      return;
+    }
+  }
+}
+
+// Runs fn(0) and fn(1) on two threads when torch has two, else one after the other.
+template <typename Fn>
+void two_ways(Fn&& fn) {
+  if (at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) fn(i);
+    });
+  } else {
+    fn(0), fn(1);
+  }
+}
+
 // Every count of the metrics asked for (bits of `metrics`). alpha_min [A] ascending (alpha - eps);
 // clear_min = threshold - eps; id_min = threshold. Raises ValueError naming the frame for ids out of
 // range or repeated within a frame and for similarities that are negative, infinite or NaN.
+//
+// Work on two threads: the scan in two halves of the frames; then CLEAR (sequential over frames)
+// and Identity on one thread while the other prepares HOTA's alignment scores, after which both
+// take chunks of frames for HOTA's per-frame matchings.
 void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha_min, int64_t A, double clear_min,
                      double id_min, int64_t metrics, int64_t dense_limit, Counts& out) {
   const char* op = kOp;
@@ -338,69 +417,45 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   TORCH_CHECK(G >= 0 && T >= 0 && G < (int64_t{1} << 31) && T < (int64_t{1} << 31), op,
               ": num_gt_ids and num_tracker_ids must be in [0, 2^31), got ", G, " and ", T);
   for (int64_t a = 1; a < A; ++a) TORCH_CHECK(alpha_min[a - 1] <= alpha_min[a], op, ": alpha_min must ascend");
-  std::vector<int64_t> gt_count(G, 0), tr_count(T, 0);
-  {
-    std::vector<int64_t> seen(std::max(G, T), -1);  // frame where each id was last seen
-    for (int pass = 0; pass < 2; ++pass) {
-      const int64_t* ptr = pass ? tptr : gptr;
-      const int64_t n = pass ? T : G;
-      std::vector<int64_t>& count = pass ? tr_count : gt_count;
-      std::fill(seen.begin(), seen.end(), -1);
-      for (int64_t f = 0; f < F; ++f) {
-        const int64_t* ids = pass ? fr.tid[f] : fr.gid[f];
-        bool ok = true;
-        for (int64_t i = 0; i < ptr[f + 1] - ptr[f]; ++i) {
-          const int64_t id = ids[i];
-          ok &= id >= 0 && id < n;
-          if (!ok) break;
-          ok &= seen[id] != f;
-          seen[id] = f;
-          ++count[id];
-        }
-        if (ok) continue;
-        for (int64_t i = 0; i < ptr[f + 1] - ptr[f]; ++i) {  // the offending id, for the message
-          TORCH_CHECK_VALUE(ids[i] >= 0 && ids[i] < n, op, ": ", pass ? "tracker_ids[" : "gt_ids[", f,
-                            "] holds id ", ids[i], ", outside [0, ", n, ")");
-          for (int64_t j = 0; j < i; ++j)
-            TORCH_CHECK_VALUE(ids[j] != ids[i], op, ": ", pass ? "tracker_ids[" : "gt_ids[", f, "] repeats id ",
-                              ids[i]);
-        }
-      }
-    }
-  }
-
-  // One pass over every similarity: validity and the positive pairs (edges), kept in frame order
-  // with their local row and column. Row and column sums need only these: zeros add nothing.
   const bool want_hota = metrics & kHota, want_clear = metrics & kClear, want_id = metrics & kIdentity;
-  std::vector<int64_t> eptr(F + 1, 0);
-  std::vector<int32_t> er, ec;
-  std::vector<double> es;
-  {
-    static const ScanFn scan = pick_scan();
-    int64_t K = 0;
-    for (int64_t f = 0; f < F; ++f) {
-      const int64_t ng = gptr[f + 1] - gptr[f], nt = tptr[f + 1] - tptr[f];
-      if (static_cast<int64_t>(er.size()) < K + ng * nt) {  // room for every entry of the frame
-        const size_t want = std::max<size_t>(2 * er.size(), K + ng * nt + 1024);
-        er.resize(want), ec.resize(want), es.resize(want);
-      }
-      bool bad_f = false;
-      K += scan(fr.sim[f], ng, nt, er.data() + K, ec.data() + K, es.data() + K, bad_f);
-      eptr[f + 1] = K;
-      if (bad_f) {  // the first offending value, for the message
-        const double* s = fr.sim[f];
-        int64_t i = 0;
-        while (s[i] >= 0 && s[i] < std::numeric_limits<double>::infinity()) ++i;
-        TORCH_CHECK_VALUE(false, op, ": similarity_scores[", f, "] holds ", s[i],
-                          "; similarities must be finite and >= 0");
-      }
-    }
+
+  // 1. Scan, two halves of the entries; edges end up in frame order, with their local row and
+  // column. Row and column sums need only these: zeros add nothing.
+  int64_t total = 0, split = F;
+  for (int64_t f = 0; f < F; ++f) total += (gptr[f + 1] - gptr[f]) * (tptr[f + 1] - tptr[f]);
+  Scan parts[2];
+  if (total >= 65536 && at::get_num_threads() > 1) {
+    int64_t half = 0;
+    for (split = 0; split < F && half < total / 2; ++split) half += (gptr[split + 1] - gptr[split]) * (tptr[split + 1] - tptr[split]);
+    two_ways([&](int64_t i) { scan_frames(fr, i ? split : 0, i ? F : split, G, T, parts[i]); });
+  } else {
+    scan_frames(fr, 0, F, G, T, parts[0]);
+    scan_frames(fr, F, F, G, T, parts[1]);
   }
-  const int64_t K = eptr[F];
+  for (const Scan& p : parts) TORCH_CHECK_VALUE(p.error.empty(), p.error);
+  std::vector<int64_t> gt_count = std::move(parts[0].gt_count), tr_count = std::move(parts[0].tr_count);
+  for (int64_t g = 0; g < G; ++g) gt_count[g] += parts[1].gt_count[g];
+  for (int64_t t = 0; t < T; ++t) tr_count[t] += parts[1].tr_count[t];
+  const int64_t K0 = parts[0].eptr.back(), K = K0 + parts[1].eptr.back();
+  std::vector<int64_t> eptr(F + 1);
+  std::copy(parts[0].eptr.begin(), parts[0].eptr.end(), eptr.begin());
+  for (int64_t f = split; f < F; ++f) eptr[f + 1] = K0 + parts[1].eptr[f - split + 1];
+  std::vector<int32_t>& er = parts[0].er;
+  std::vector<int32_t>& ec = parts[0].ec;
+  std::vector<double>& es = parts[0].es;
+  er.resize(K), ec.resize(K), es.resize(K);
+  std::copy_n(parts[1].er.data(), K - K0, er.data() + K0);
+  std::copy_n(parts[1].ec.data(), K - K0, ec.data() + K0);
+  std::copy_n(parts[1].es.data(), K - K0, es.data() + K0);
+
+  // 2. The id pair of every edge.
   PairIndex pairs(G, T, dense_limit);
-  std::vector<int32_t> ep(K);  // id pair of each edge
-  for (int64_t f = 0; f < F; ++f)
-    for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) ep[k] = pairs(fr.gid[f][er[k]], fr.tid[f][ec[k]]);
+  std::vector<int32_t> ep(K);
+  for (int64_t f = 0; f < F; ++f) {
+    const int64_t* gi = fr.gid[f];
+    const int64_t* ti = fr.tid[f];
+    for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) ep[k] = pairs(gi[er[k]], ti[ec[k]]);
+  }
   std::vector<int64_t> id_count;  // Identity: frames with sim >= id_min, per pair
   if (want_id && !(id_min > 0)) {  // a threshold <= 0 admits the zero similarities too: every pair
     for (int64_t f = 0; f < F; ++f)
@@ -413,15 +468,18 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   }
   const int64_t P = pairs.size();
   const int64_t Tn = std::max<int64_t>(T, 1);
-
   out.hota.assign(5 * A, 0.0);
-  double* H = out.hota.data();
 
-  auto run_hota = [&] {
-    // 1. global alignment score per id pair: TrackEval adds sim / (col sum + row sum - sim).
+  // HOTA 1: global alignment score per id pair (TrackEval adds sim / (col sum + row sum - sim)),
+  // and each edge's matching weight A * sim.
+  std::vector<double> w_hota(want_hota ? K : 0);
+  auto hota_prepare = [&] {
     std::vector<double> row_sum(Dg, 0.0), col_sum(Dt, 0.0), C(P, 0.0), align(P);
-    for (int64_t f = 0; f < F; ++f)
-      for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) row_sum[gptr[f] + er[k]] += es[k], col_sum[tptr[f] + ec[k]] += es[k];
+    for (int64_t f = 0; f < F; ++f) {
+      double* rs = row_sum.data() + gptr[f];
+      double* cs = col_sum.data() + tptr[f];
+      for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) rs[er[k]] += es[k], cs[ec[k]] += es[k];
+    }
     for (int64_t f = 0; f < F; ++f) {
       const double* rs = row_sum.data() + gptr[f];
       const double* cs = col_sum.data() + tptr[f];
@@ -434,53 +492,18 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
       const int64_t key = pairs.key(static_cast<int32_t>(p));
       align[p] = C[p] / (static_cast<double>(gt_count[key / Tn]) + static_cast<double>(tr_count[key % Tn]) - C[p]);
     }
-    // 2. one matching per frame on A * sim; 3. per alpha counts of the matched pairs.
-    std::vector<double> w(K);
-    for (int64_t k = 0; k < K; ++k) w[k] = align[ep[k]] * es[k];
-    std::vector<uint8_t> matched(K + 1, 0);
-    SparseMatcher matcher;
-    std::vector<int64_t> tp_hist(A + 1, 0);
-    std::vector<double> loc_hist(A + 1, 0.0);
-    // Matches per id pair and number of alphas passed, [pairs matched at least once, A + 1].
-    std::vector<int32_t> slot(P, -1), slot_pair, pair_hist;
-    for (int64_t f = 0; f < F; ++f) {
-      const int64_t k0 = eptr[f], n = eptr[f + 1] - k0;
-      matcher.match(gptr[f + 1] - gptr[f], tptr[f + 1] - tptr[f], n, er.data() + k0, ec.data() + k0, w.data() + k0,
-                    matched.data() + k0);
-      for (int64_t k = k0; k < k0 + n; ++k) {
-        if (!matched[k]) continue;
-        int64_t level = 0;  // alphas passed: sim >= alpha - eps
-        for (int64_t a = 0; a < A; ++a) level += es[k] >= alpha_min[a];
-        ++tp_hist[level];
-        loc_hist[level] += es[k];
-        int32_t& sl = slot[ep[k]];
-        if (sl < 0) {
-          sl = static_cast<int32_t>(slot_pair.size());
-          slot_pair.push_back(ep[k]);
-          pair_hist.resize(pair_hist.size() + A + 1, 0);
-        }
-        ++pair_hist[static_cast<size_t>(sl) * (A + 1) + level];
-      }
-    }
-    // TP and summed similarity per alpha: a pair at level l counts for alphas 0..l-1.
-    double *tp = H, *loc = H + A, *ass_a = H + 2 * A, *ass_re = H + 3 * A, *ass_pr = H + 4 * A;
-    int64_t run = 0;
-    double run_loc = 0;
-    for (int64_t a = A - 1; a >= 0; --a) {
-      run += tp_hist[a + 1], run_loc += loc_hist[a + 1];
-      tp[a] = static_cast<double>(run), loc[a] = run_loc;
-    }
-    std::vector<double> m(A);
-    for (size_t sl = 0; sl < slot_pair.size(); ++sl) {
-      const int32_t* h = pair_hist.data() + sl * (A + 1);
-      int64_t acc = 0;
-      for (int64_t a = A - 1; a >= 0; --a) acc += h[a + 1], m[a] = static_cast<double>(acc);
-      const int64_t key = pairs.key(slot_pair[sl]);
-      const double ng = static_cast<double>(gt_count[key / Tn]), nt = static_cast<double>(tr_count[key % Tn]);
-      for (int64_t a = 0; a < A; ++a) {
-        ass_a[a] += m[a] * (m[a] / std::max(1.0, ng + nt - m[a]));
-        ass_re[a] += m[a] * (m[a] / std::max(1.0, ng));
-        ass_pr[a] += m[a] * (m[a] / std::max(1.0, nt));
+    for (int64_t k = 0; k < K; ++k) w_hota[k] = align[ep[k]] * es[k];
+  };
+  // HOTA 2: one matching per frame on A * sim, frames claimed in chunks by whichever thread is free.
+  std::vector<uint8_t> matched_hota(want_hota ? K + 1 : 0, 0);
+  std::atomic<int64_t> next_chunk{0};
+  constexpr int64_t kChunk = 64;
+  auto hota_match = [&](SparseMatcher& matcher) {
+    for (int64_t f0 = next_chunk.fetch_add(kChunk); f0 < F; f0 = next_chunk.fetch_add(kChunk)) {
+      for (int64_t f = f0; f < std::min(F, f0 + kChunk); ++f) {
+        const int64_t k0 = eptr[f];
+        matcher.match(gptr[f + 1] - gptr[f], tptr[f + 1] - tptr[f], eptr[f + 1] - k0, er.data() + k0,
+                      ec.data() + k0, w_hota.data() + k0, matched_hota.data() + k0);
       }
     }
   };
@@ -494,14 +517,16 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     int64_t clr_tp = 0, idsw = 0, active = -1;
     double motp = 0;
     for (int64_t f = 0; f < F; ++f) {
-      const int64_t g0 = gptr[f], t0 = tptr[f], ng = gptr[f + 1] - g0, nt = tptr[f + 1] - t0;
+      const int64_t ng = gptr[f + 1] - gptr[f], nt = tptr[f + 1] - tptr[f];
       if (ng == 0 || nt == 0) continue;  // FP / FN only; the previous frame's matches stay
       ++active;
+      const int64_t* gi = fr.gid[f];
+      const int64_t* ti = fr.tid[f];
       cand.clear(), cr.clear(), cc.clear(), w.clear();
       for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) {
         if (!(es[k] >= clear_min)) continue;
-        const int64_t g = fr.gid[f][er[k]];
-        const bool cont = prev_ts_at[g] == active - 1 && prev_ts_tid[g] == fr.tid[f][ec[k]];
+        const int64_t g = gi[er[k]];
+        const bool cont = prev_ts_at[g] == active - 1 && prev_ts_tid[g] == ti[ec[k]];
         cand.push_back(static_cast<int32_t>(k)), cr.push_back(er[k]), cc.push_back(ec[k]);
         w.push_back(1000.0 * cont + es[k]);  // TrackEval: 1000 * continues + similarity
       }
@@ -510,7 +535,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
       matcher.match(ng, nt, n, cr.data(), cc.data(), w.data(), matched.data());
       for (int64_t i = 0; i < n; ++i) {
         if (!matched[i]) continue;
-        const int64_t k = cand[i], g = fr.gid[f][er[k]], t = fr.tid[f][ec[k]];
+        const int64_t k = cand[i], g = gi[er[k]], t = ti[ec[k]];
         idsw += prev_tid[g] >= 0 && prev_tid[g] != t;
         ++matched_count[g];
         frag[g] += prev_ts_at[g] != active - 1;  // tracked now, not in the previous active frame
@@ -557,18 +582,62 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     out.idtp = idtp;
   };
 
-  // HOTA on one thread, CLEAR then Identity on another: they share only read-only inputs.
-  auto run_rest = [&] {
-    if (want_clear) run_clear();
-    if (want_id) run_identity();
-  };
-  if (want_hota && (want_clear || want_id) && at::get_num_threads() > 1) {
-    at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) i == 0 ? run_hota() : run_rest();
-    });
-  } else {
-    if (want_hota) run_hota();
-    run_rest();
+  // 3. Thread 0: HOTA's scores, then matchings. Thread 1: CLEAR and Identity, then matchings.
+  std::atomic<bool> prepared{false};
+  two_ways([&](int64_t i) {
+    SparseMatcher matcher;
+    if (i == 0) {
+      if (want_hota) hota_prepare();
+      prepared.store(true, std::memory_order_release);
+    } else {
+      if (want_clear) run_clear();
+      if (want_id) run_identity();
+      while (!prepared.load(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    if (want_hota) hota_match(matcher);
+  });
+  if (!want_hota) return;
+
+  // HOTA 3: per alpha counts of the matched pairs (sim >= alpha - eps).
+  std::vector<int64_t> tp_hist(A + 1, 0);
+  std::vector<double> loc_hist(A + 1, 0.0);
+  // Matches per id pair and number of alphas passed, [pairs matched at least once, A + 1].
+  std::vector<int32_t> slot(P, -1), slot_pair, pair_hist;
+  for (int64_t k = 0; k < K; ++k) {
+    if (!matched_hota[k]) continue;
+    int64_t level = 0;  // alphas passed
+    for (int64_t a = 0; a < A; ++a) level += es[k] >= alpha_min[a];
+    ++tp_hist[level];
+    loc_hist[level] += es[k];
+    int32_t& sl = slot[ep[k]];
+    if (sl < 0) {
+      sl = static_cast<int32_t>(slot_pair.size());
+      slot_pair.push_back(ep[k]);
+      pair_hist.resize(pair_hist.size() + A + 1, 0);
+    }
+    ++pair_hist[static_cast<size_t>(sl) * (A + 1) + level];
+  }
+  // TP and summed similarity per alpha: a pair at level l counts for alphas 0..l-1.
+  double* H = out.hota.data();
+  double *tp = H, *loc = H + A, *ass_a = H + 2 * A, *ass_re = H + 3 * A, *ass_pr = H + 4 * A;
+  int64_t run = 0;
+  double run_loc = 0;
+  for (int64_t a = A - 1; a >= 0; --a) {
+    run += tp_hist[a + 1], run_loc += loc_hist[a + 1];
+    tp[a] = static_cast<double>(run), loc[a] = run_loc;
+  }
+  std::vector<double> m(A);
+  for (size_t sl = 0; sl < slot_pair.size(); ++sl) {
+    const int32_t* h = pair_hist.data() + sl * (A + 1);
+    int64_t acc = 0;
+    for (int64_t a = A - 1; a >= 0; --a) acc += h[a + 1], m[a] = static_cast<double>(acc);
+    const int64_t key = pairs.key(slot_pair[sl]);
+    const double ng = static_cast<double>(gt_count[key / Tn]), nt = static_cast<double>(tr_count[key % Tn]);
+    for (int64_t a = 0; a < A; ++a) {
+      ass_a[a] += m[a] * (m[a] / std::max(1.0, ng + nt - m[a]));
+      ass_re[a] += m[a] * (m[a] / std::max(1.0, ng));
+      ass_pr[a] += m[a] * (m[a] / std::max(1.0, nt));
+    }
   }
 }
 

@@ -103,6 +103,7 @@ def test_kernel_errors_name_frame_and_value():
     with pytest.raises(ValueError, match=rf"similarity_scores\[{f}\] holds inf"):
         native._counts_from_lists(data, 7, 0.5, native.DENSE_LIMIT)
     sims[f][0, 0] = 0.5
+    F, G, T, gt, tr, gp, tp, sim = native._flat(data)
     gt = gt.copy()
     gt[gp[3]:gp[4]] = G  # every id of frame 3 out of range
     if gp[4] > gp[3]:
