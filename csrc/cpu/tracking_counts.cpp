@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <limits>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <string>
@@ -137,19 +138,24 @@ class SparseMatcher {
     if (S == 0) return;
     // Components through the columns: a row joins the columns of its edges (union-find, path halving).
     for (int64_t i = 0; i < S; ++i) parent_[ec[shared_[i]]] = ec[shared_[i]];
-    for (int64_t i = 1; i < S; ++i) {
-      const int32_t k = shared_[i], prev = shared_[i - 1];
-      if (er[k] != er[prev]) continue;
-      const int32_t a = find(ec[prev]), b = find(ec[k]);
-      if (a != b) parent_[a] = b;
+    for (int64_t i = 0, root = -1; i < S; ++i) {
+      const int32_t k = shared_[i];
+      const int32_t b = find(ec[k]);
+      if (i == 0 || er[k] != er[shared_[i - 1]]) {
+        root = b;  // first edge of its row
+      } else if (b != root) {
+        parent_[b] = static_cast<int32_t>(root);
+      }
     }
     int32_t U = 0;
     for (int64_t i = 0; i < S; ++i) {
-      int32_t& lab = label_[find(ec[shared_[i]])];
+      const int32_t root = find(ec[shared_[i]]);
+      int32_t& lab = label_[root];
       if (lab < 0) lab = U++;
       comp_[i] = lab;
+      order_[i] = root;  // scratch: the root, to unset the labels below
     }
-    for (int64_t i = 0; i < S; ++i) label_[find(ec[shared_[i]])] = -1;  // unset for the next call
+    for (int64_t i = 0; i < S; ++i) label_[order_[i]] = -1;  // unset for the next call
     // Edges grouped by component (counting sort), each group still sorted by row.
     start_.assign(U + 1, 0);
     for (int64_t i = 0; i < S; ++i) ++start_[comp_[i] + 1];
@@ -388,16 +394,28 @@ void scan_frames(const Frames& fr, int64_t f0, int64_t f1, int64_t G, int64_t T,
   }
 }
 
-// Runs fn(0) and fn(1) on two threads when torch has two, else one after the other.
+// Runs fn(0) .. fn(n - 1), each task claimed by the calling thread or by one helper from torch's
+// inter-op pool (when torch.get_num_threads() > 1), whichever is free. The caller waits only for
+// tasks that were claimed: a helper that starts late (the other core busy) finds nothing left and
+// touches nothing but the shared counter, so a loaded machine never waits for a thread to be
+// scheduled, unlike a fork-join over at::parallel_for.
 template <typename Fn>
-void two_ways(Fn&& fn) {
-  if (at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) fn(i);
-    });
-  } else {
-    fn(0), fn(1);
-  }
+void share_tasks(int64_t n, Fn&& fn) {
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+    std::function<void(int64_t)> run;
+  };
+  auto st = std::make_shared<State>();
+  st->run = [&fn](int64_t i) { fn(i); };
+  auto work = [](State& s, int64_t n) {
+    for (int64_t i = s.next.fetch_add(1); i < n; i = s.next.fetch_add(1)) {
+      s.run(i);
+      s.done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  if (n > 1 && at::get_num_threads() > 1 && !at::in_parallel_region()) at::launch([st, n, work] { work(*st, n); });
+  work(*st, n);
+  while (st->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 // Every count of the metrics asked for (bits of `metrics`). alpha_min [A] ascending (alpha - eps);
@@ -419,34 +437,39 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   for (int64_t a = 1; a < A; ++a) TORCH_CHECK(alpha_min[a - 1] <= alpha_min[a], op, ": alpha_min must ascend");
   const bool want_hota = metrics & kHota, want_clear = metrics & kClear, want_id = metrics & kIdentity;
 
-  // 1. Scan, two halves of the entries; edges end up in frame order, with their local row and
-  // column. Row and column sums need only these: zeros add nothing.
-  int64_t total = 0, split = F;
+  // 1. Scan, in at most 8 runs of frames (at least 64k entries each) taken by whichever thread is
+  // free; edges end up in frame order, with their local row and column. Row and column sums need
+  // only the edges: zeros add nothing.
+  int64_t total = 0;
   for (int64_t f = 0; f < F; ++f) total += (gptr[f + 1] - gptr[f]) * (tptr[f + 1] - tptr[f]);
-  Scan parts[2];
-  if (total >= 65536 && at::get_num_threads() > 1) {
-    int64_t half = 0;
-    for (split = 0; split < F && half < total / 2; ++split) half += (gptr[split + 1] - gptr[split]) * (tptr[split + 1] - tptr[split]);
-    two_ways([&](int64_t i) { scan_frames(fr, i ? split : 0, i ? F : split, G, T, parts[i]); });
-  } else {
-    scan_frames(fr, 0, F, G, T, parts[0]);
-    scan_frames(fr, F, F, G, T, parts[1]);
+  const int64_t run_entries = std::max<int64_t>(65536, total / 8 + 1);
+  std::vector<int64_t> cut{0};
+  for (int64_t f = 0, acc = 0; f < F; ++f) {
+    acc += (gptr[f + 1] - gptr[f]) * (tptr[f + 1] - tptr[f]);
+    if (acc >= run_entries && f + 1 < F) cut.push_back(f + 1), acc = 0;
   }
-  for (const Scan& p : parts) TORCH_CHECK_VALUE(p.error.empty(), p.error);
-  std::vector<int64_t> gt_count = std::move(parts[0].gt_count), tr_count = std::move(parts[0].tr_count);
-  for (int64_t g = 0; g < G; ++g) gt_count[g] += parts[1].gt_count[g];
-  for (int64_t t = 0; t < T; ++t) tr_count[t] += parts[1].tr_count[t];
-  const int64_t K0 = parts[0].eptr.back(), K = K0 + parts[1].eptr.back();
-  std::vector<int64_t> eptr(F + 1);
-  std::copy(parts[0].eptr.begin(), parts[0].eptr.end(), eptr.begin());
-  for (int64_t f = split; f < F; ++f) eptr[f + 1] = K0 + parts[1].eptr[f - split + 1];
-  std::vector<int32_t>& er = parts[0].er;
-  std::vector<int32_t>& ec = parts[0].ec;
-  std::vector<double>& es = parts[0].es;
-  er.resize(K), ec.resize(K), es.resize(K);
-  std::copy_n(parts[1].er.data(), K - K0, er.data() + K0);
-  std::copy_n(parts[1].ec.data(), K - K0, ec.data() + K0);
-  std::copy_n(parts[1].es.data(), K - K0, es.data() + K0);
+  cut.push_back(F);
+  std::vector<Scan> parts(cut.size() - 1);
+  share_tasks(static_cast<int64_t>(parts.size()), [&](int64_t i) { scan_frames(fr, cut[i], cut[i + 1], G, T, parts[i]); });
+  for (const Scan& p : parts) TORCH_CHECK_VALUE(p.error.empty(), p.error);  // the earliest frame's problem
+  std::vector<int64_t> gt_count(G, 0), tr_count(T, 0), eptr(F + 1, 0);
+  int64_t K = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Scan& p = parts[i];
+    for (int64_t g = 0; g < G; ++g) gt_count[g] += p.gt_count[g];
+    for (int64_t t = 0; t < T; ++t) tr_count[t] += p.tr_count[t];
+    for (int64_t f = cut[i]; f < cut[i + 1]; ++f) eptr[f + 1] = K + p.eptr[f - cut[i] + 1];
+    K = eptr[cut[i + 1]];
+  }
+  std::vector<int32_t> er(K), ec(K);
+  std::vector<double> es(K);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const int64_t k0 = eptr[cut[i]], n = eptr[cut[i + 1]] - k0;
+    std::copy_n(parts[i].er.data(), n, er.data() + k0);
+    std::copy_n(parts[i].ec.data(), n, ec.data() + k0);
+    std::copy_n(parts[i].es.data(), n, es.data() + k0);
+  }
+  parts.clear();
 
   // 2. The id pair of every edge.
   PairIndex pairs(G, T, dense_limit);
@@ -494,19 +517,9 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     }
     for (int64_t k = 0; k < K; ++k) w_hota[k] = align[ep[k]] * es[k];
   };
-  // HOTA 2: one matching per frame on A * sim, frames claimed in chunks by whichever thread is free.
+  // HOTA 2 (below): one matching per frame on A * sim.
   std::vector<uint8_t> matched_hota(want_hota ? K + 1 : 0, 0);
-  std::atomic<int64_t> next_chunk{0};
   constexpr int64_t kChunk = 64;
-  auto hota_match = [&](SparseMatcher& matcher) {
-    for (int64_t f0 = next_chunk.fetch_add(kChunk); f0 < F; f0 = next_chunk.fetch_add(kChunk)) {
-      for (int64_t f = f0; f < std::min(F, f0 + kChunk); ++f) {
-        const int64_t k0 = eptr[f];
-        matcher.match(gptr[f + 1] - gptr[f], tptr[f + 1] - tptr[f], eptr[f + 1] - k0, er.data() + k0,
-                      ec.data() + k0, w_hota.data() + k0, matched_hota.data() + k0);
-      }
-    }
-  };
 
   auto run_clear = [&] {
     std::vector<int64_t> prev_tid(G, -1), prev_ts_tid(G, -1), prev_ts_at(G, -2), matched_count(G, 0), frag(G, 0);
@@ -582,33 +595,49 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     out.idtp = idtp;
   };
 
-  // 3. Thread 0: HOTA's scores, then matchings. Thread 1: CLEAR and Identity, then matchings.
+  // 3. Task 0: HOTA's scores; task 1: CLEAR and Identity; then HOTA's matchings in chunks of frames
+  // (after task 0: a thread that gets there first waits for it).
   std::atomic<bool> prepared{false};
-  two_ways([&](int64_t i) {
-    SparseMatcher matcher;
+  const int64_t chunks = want_hota ? (F + kChunk - 1) / kChunk : 0;
+  share_tasks(2 + chunks, [&](int64_t i) {
     if (i == 0) {
       if (want_hota) hota_prepare();
       prepared.store(true, std::memory_order_release);
-    } else {
+    } else if (i == 1) {
       if (want_clear) run_clear();
       if (want_id) run_identity();
+    } else {
       while (!prepared.load(std::memory_order_acquire)) std::this_thread::yield();
+      thread_local SparseMatcher matcher;
+      const int64_t f0 = (i - 2) * kChunk;
+      for (int64_t f = f0; f < std::min(F, f0 + kChunk); ++f) {
+        const int64_t k0 = eptr[f];
+        matcher.match(gptr[f + 1] - gptr[f], tptr[f + 1] - tptr[f], eptr[f + 1] - k0, er.data() + k0,
+                      ec.data() + k0, w_hota.data() + k0, matched_hota.data() + k0);
+      }
     }
-    if (want_hota) hota_match(matcher);
   });
   if (!want_hota) return;
 
-  // HOTA 3: per alpha counts of the matched pairs (sim >= alpha - eps).
+  // HOTA 3: per alpha counts of the matched pairs (sim >= alpha - eps): each matched edge's level
+  // (the number of alphas it passes), histograms of levels overall and per id pair.
+  std::vector<int32_t> hit(K);
+  int64_t M = 0;
+  for (int64_t k = 0; k < K; ++k) hit[M] = static_cast<int32_t>(k), M += matched_hota[k];
   std::vector<int64_t> tp_hist(A + 1, 0);
   std::vector<double> loc_hist(A + 1, 0.0);
-  // Matches per id pair and number of alphas passed, [pairs matched at least once, A + 1].
-  std::vector<int32_t> slot(P, -1), slot_pair, pair_hist;
-  for (int64_t k = 0; k < K; ++k) {
-    if (!matched_hota[k]) continue;
-    int64_t level = 0;  // alphas passed
-    for (int64_t a = 0; a < A; ++a) level += es[k] >= alpha_min[a];
+  std::vector<int32_t> slot(P, -1), slot_pair, pair_hist;  // [id pairs matched at least once, A + 1]
+  slot_pair.reserve(std::min<int64_t>(P, M));
+  pair_hist.reserve(std::min<int64_t>(P, M) * (A + 1));
+  for (int64_t i = 0; i < M; ++i) {
+    const int32_t k = hit[i];
+    const double sk = es[k];
+    // a guess from the 0.05 spacing, corrected by comparison
+    int64_t level = std::clamp<int64_t>(static_cast<int64_t>(sk * static_cast<double>(A + 1)), 0, A);
+    while (level < A && sk >= alpha_min[level]) ++level;
+    while (level > 0 && sk < alpha_min[level - 1]) --level;
     ++tp_hist[level];
-    loc_hist[level] += es[k];
+    loc_hist[level] += sk;
     int32_t& sl = slot[ep[k]];
     if (sl < 0) {
       sl = static_cast<int32_t>(slot_pair.size());
