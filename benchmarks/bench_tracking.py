@@ -1,8 +1,11 @@
 """Tracking metrics (HOTA, CLEAR, Identity): romp_fast.evaluation.tracking side by side with its peers.
 
 Contenders, each a parametrized id inside one pytest-benchmark group per case and metric set:
-  romp_fast         eval_sequence(data) per sequence (+ combine_sequences), native linear_assignment
-  romp_fast_scipy   the same with matching="exact": every frame's full matrix through scipy
+  romp_fast         eval_sequence(data) per sequence (+ combine_sequences): the fused native kernel
+                    (csrc/cpu/tracking_counts.cpp) reading TrackEval's per-frame lists in place
+  romp_fast_numpy   the same on the numpy path over batched linear_assignment (the fallback when the
+                    kernel is not built)
+  romp_fast_scipy   the same with exact=True: every frame's full matrix through scipy
   trackeval         PyPI trackeval: HOTA().eval_sequence, CLEAR(...).eval_sequence, Identity(...)
                     (+ combine_sequences), on the same prepared data dict
   motmetrics        py-motmetrics: MOTAccumulator.update per frame (distance 1 - IoU, NaN above 0.5)
@@ -24,6 +27,7 @@ region; the timed region starts from TrackEval's data dict (no file reading).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import time
@@ -32,7 +36,7 @@ import numpy as np
 import pytest
 from _common import rounds_for
 
-from romp_fast.evaluation.tracking import combine_sequences, eval_sequence, from_trackeval
+from romp_fast.evaluation.tracking import combine_sequences, eval_sequence, from_trackeval, native
 from romp_fast.evaluation.tracking.motmetrics_compat import combine_motmetrics, eval_motmetrics
 from romp_fast.evaluation.tracking.synthetic import make_sequence, to_trackeval
 
@@ -76,11 +80,26 @@ def run_trackeval(datas, names):
     return per
 
 
-def run_ours(datas, names, exact=False):
-    per = {i: eval_sequence(d, metrics=names, exact=exact) for i, d in enumerate(datas)}
+def run_ours(datas, names, exact=False, kernel=True):
+    if kernel:
+        per = {i: eval_sequence(d, metrics=names, exact=exact) for i, d in enumerate(datas)}
+    else:
+        with _numpy_path():
+            per = {i: eval_sequence(d, metrics=names, exact=exact) for i, d in enumerate(datas)}
     if len(datas) > 1:
         per["COMBINED"] = combine_sequences([per[i] for i in range(len(datas))])
     return per
+
+
+@contextlib.contextmanager
+def _numpy_path():
+    """eval_sequence without the fused kernel, as when romp_fast._C is not built."""
+    saved = native.available
+    native.available = lambda: False
+    try:
+        yield
+    finally:
+        native.available = saved
 
 
 def _accumulate(data):
@@ -116,10 +135,10 @@ def _checked(case):
     (its conventions), asserted once per case before any timing."""
     datas = _inputs(case)
     ref = run_trackeval([copy.deepcopy(d) for d in datas], METRIC_SETS["HOTA+CLEAR+Identity"])
-    for exact in (False, True):
-        got = run_ours(datas, METRIC_SETS["HOTA+CLEAR+Identity"], exact)
+    for exact, kernel in ((False, True), (False, False), (True, False)):
+        got = run_ours(datas, METRIC_SETS["HOTA+CLEAR+Identity"], exact, kernel)
         for key in ref:
-            _same(ref[key], got[key], f"{case} sequence {key} exact={exact}")
+            _same(ref[key], got[key], f"{case} sequence {key} exact={exact} kernel={kernel}")
     mm_ref = run_motmetrics(datas)
     ours = [eval_motmetrics(from_trackeval(d)) for d in datas]
     mm_got = ours[0] if len(ours) == 1 else combine_motmetrics(ours)
@@ -135,7 +154,7 @@ def _params():
         for mset in METRIC_SETS:
             names = ["romp_fast", "trackeval"]
             if mset == "HOTA+CLEAR+Identity":
-                names += ["romp_fast_scipy", "motmetrics"]
+                names += ["romp_fast_numpy", "romp_fast_scipy", "motmetrics"]
             out += [pytest.param(case, mset, c, id=f"{case}-{mset}-{c}", marks=marks) for c in names]
     return out
 
@@ -146,6 +165,7 @@ def test_tracking(benchmark, record, case, mset, contender):
     datas = _inputs(case)
     names = METRIC_SETS[mset]
     fn = {"romp_fast": lambda: run_ours(datas, names),
+          "romp_fast_numpy": lambda: run_ours(datas, names, kernel=False),
           "romp_fast_scipy": lambda: run_ours(datas, names, exact=True),
           "trackeval": lambda: run_trackeval(datas, names),
           "motmetrics": lambda: run_motmetrics(datas)}[contender]

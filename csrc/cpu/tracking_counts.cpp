@@ -195,6 +195,22 @@ class SparseMatcher {
         const int32_t k = order_[i];
         matched[k] = (local_r_[er[k]] ^ local_c_[ec[k]]) == anti;
       }
+    } else if (small_enough(rc, cc)) {  // every assignment of the smaller side, at most 24
+      double d[4][5] = {};
+      const bool tr = rc > cc;  // rows of d: the smaller side
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        const int32_t r = local_r_[er[k]], c = local_c_[ec[k]];
+        (tr ? d[c][r] : d[r][c]) = wt[k];
+      }
+      int32_t pick[4], best_pick[4];
+      double best = -1;
+      enumerate(d, tr ? cc : rc, tr ? rc : cc, 0, 0u, 0.0, pick, best, best_pick);
+      for (int32_t i = b; i < e; ++i) {
+        const int32_t k = order_[i];
+        const int32_t r = local_r_[er[k]], c = local_c_[ec[k]];
+        matched[k] = tr ? best_pick[c] == r : best_pick[r] == c;
+      }
     } else {
       block_.assign(static_cast<size_t>(rc) * cc, 0.0);
       for (int32_t i = b; i < e; ++i) {
@@ -212,6 +228,26 @@ class SparseMatcher {
     for (int32_t i = b; i < e; ++i) {
       const int32_t k = order_[i];
       local_r_[er[k]] = -1, local_c_[ec[k]] = -1;
+    }
+  }
+
+  // Brute force pays below a dense solve for 3x3, 3x4, 4x4 (and their transposes) and 2 x up to 5.
+  static bool small_enough(int32_t rc, int32_t cc) {
+    const int32_t lo = std::min(rc, cc), hi = std::max(rc, cc);
+    return (lo == 2 && hi <= 5) || (lo == 3 && hi <= 4) || (lo == 4 && hi == 4);
+  }
+  // Best total over the injective maps of rows [row, n) into unused columns (bits of `used`); the
+  // first best in enumeration order wins ties.
+  static void enumerate(const double (&d)[4][5], int32_t n, int32_t m, int32_t row, unsigned used, double sum,
+                        int32_t* pick, double& best, int32_t* best_pick) {
+    if (row == n) {
+      if (sum > best) best = sum, std::copy_n(pick, n, best_pick);
+      return;
+    }
+    for (int32_t c = 0; c < m; ++c) {
+      if (used >> c & 1u) continue;
+      pick[row] = c;
+      enumerate(d, n, m, row + 1, used | (1u << c), sum + d[row][c], pick, best, best_pick);
     }
   }
 

@@ -32,9 +32,10 @@ def eval_sequence(data, *, metrics=METRICS, threshold: float = 0.5, exact: bool 
         metrics: any of "HOTA", "CLEAR", "Identity".
         threshold: CLEAR's and Identity's similarity threshold (TrackEval's ``THRESHOLD``).
         exact: solve every frame's full matrix with scipy, as TrackEval does, so that even among
-            tied optimal assignments the same one is picked (slower). The default solves
-            independent sub-problems with the native kernel: identical whenever each frame's
-            optimum is unique (continuous similarities).
+            tied optimal assignments the same one is picked (slower). The default runs one fused
+            native pass (``native.py``; the numpy path over batched ``linear_assignment`` when the
+            extension is not built) that solves each frame's connected components on their own:
+            identical whenever each frame's optimum is unique (continuous similarities).
     Returns:
         ``{"HOTA": {...}, "CLEAR": {...}, "Identity": {...}}`` with TrackEval's field names; HOTA's
         array fields are float64[19] over alpha = 0.05 .. 0.95.
