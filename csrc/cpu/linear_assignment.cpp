@@ -52,6 +52,8 @@ at::Tensor linear_assignment_cpu(const at::Tensor& cost, const c10::optional<at:
       lsa::Workspace w;
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t rc = rp ? rp[b] : M, cc = cpn ? cpn[b] : N;
+        if (b + 1 < b1)
+          lsa::prefetch_problem(cp + (b + 1) * M * N, N, rp ? rp[b + 1] : M, cpn ? cpn[b + 1] : N);
         int64_t* o = op + b * M;
         std::fill(o, o + M, int64_t{-1});
         if (rc > 0 && cc > 0) {
