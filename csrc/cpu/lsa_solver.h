@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -250,14 +251,29 @@ void solve_portable(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate
   const int64_t nr = tr ? cc : rc, nc = tr ? rc : cc;
   w.resize(nr, nc);
   double* __restrict__ C = w.C.data();
-  bool any_forbidden = false;
-  for (int64_t r = 0; r < rc; ++r) {
-    for (int64_t c = 0; c < cc; ++c) {
-      const double g = gate(static_cast<double>(cost[r * N + c]));  // NaN when forbidden
-      C[tr ? c * nc + r : r * nc + c] = g;
-      any_forbidden |= g != g;
+  // Gate's rule (NaN when forbidden) without its select, which GCC compiles to a branch that is
+  // mispredicted on every forbidden entry (30% forbidden, 10x12: 1.4 vs 1.1 us a problem):
+  // x + (x - x) is x when finite and NaN for +-inf and NaN; a gate adds a bit mask.
+  auto convert = [&](auto gated) {
+    const uint64_t nan_bits = std::bit_cast<uint64_t>(std::numeric_limits<double>::quiet_NaN());
+    bool bad = false;
+    for (int64_t r = 0; r < rc; ++r) {
+      for (int64_t c = 0; c < cc; ++c) {
+        const double x = static_cast<double>(cost[r * N + c]) * gate.sign;
+        double y = x + (x - x);
+        if constexpr (decltype(gated)::value) {
+          const uint64_t keep = uint64_t{0} - static_cast<uint64_t>(x <= gate.limit);
+          y = std::bit_cast<double>((std::bit_cast<uint64_t>(y) & keep) | (nan_bits & ~keep));
+        }
+        C[tr ? c * nc + r : r * nc + c] = y;
+        bad |= y != y;
+      }
     }
-  }
+    return bad;
+  };
+  const bool any_forbidden = gate.limit == std::numeric_limits<double>::infinity()
+                                 ? convert(std::false_type{})
+                                 : convert(std::true_type{});
   if (any_forbidden) {
     double lo = std::numeric_limits<double>::infinity(), hi = -lo;
     for (int64_t k = 0; k < nr * nc; ++k) {  // range of the allowed entries (NaN compares false)
