@@ -324,7 +324,7 @@ struct Prob {
   int64_t nr, nc, ncp, nv;  // ncp = 8 nv padded columns
   __mmask8 tail;            // real lanes of the last vector
   double *C, *v, *d, *u;    // C: nr x ncp, 64-byte aligned rows
-  int32_t *row4col, *col4row, *path, *free_rows, *rows_seen, *scanned;
+  int32_t *row4col, *col4row, *path, *free_rows, *rows_seen;
   uint64_t *freeb, *todo;  // a bit per column, 64 a word: free; not yet scanned (path search)
   int64_t nw;               // words of those
   __mmask8 real(int64_t k) const { return k == nv - 1 ? tail : __mmask8(0xFF); }
@@ -342,9 +342,9 @@ inline Prob layout(Workspace& w, int64_t nr, int64_t nc) {
   const int64_t ncp = p.ncp, nr8 = (nr + 7) / 8 * 8, nb = 2 * p.nw;  // nb ints hold nw words
   double* f = w.wide_f.get(static_cast<size_t>(nr * ncp + 2 * ncp + nr8));
   p.C = f, p.v = f + nr * ncp, p.d = p.v + ncp, p.u = p.d + ncp;
-  int32_t* q = w.wide_i.get(static_cast<size_t>(3 * ncp + 3 * nr8 + 2 * nb));
-  p.row4col = q, p.path = q + ncp, p.scanned = q + 2 * ncp;
-  p.col4row = q + 3 * ncp, p.free_rows = p.col4row + nr8, p.rows_seen = p.free_rows + nr8;
+  int32_t* q = w.wide_i.get(static_cast<size_t>(2 * ncp + 3 * nr8 + 2 * nb));
+  p.row4col = q, p.path = q + ncp;
+  p.col4row = q + 2 * ncp, p.free_rows = p.col4row + nr8, p.rows_seen = p.free_rows + nr8;
   p.freeb = reinterpret_cast<uint64_t*>(p.rows_seen + nr8);  // 8-byte aligned: nr8, ncp even
   p.todo = p.freeb + p.nw;
   return p;
@@ -475,7 +475,7 @@ inline void assign(const Prob& p, int32_t i, int32_t j) {
 // jv_start above, vectorised, with fewer rounds of augmenting row reduction; returns the number of
 // free rows.
 template <int NV>
-LSA_512I int64_t start(const Prob& p) {
+LSA_512I int64_t start(const Prob p) {  // by value: stores cannot alias it
   const int64_t nr = p.nr, nc = p.nc, ncp = p.ncp, nv = NV ? NV : p.nv;
   for (int64_t j = 0; j < ncp; ++j) p.row4col[j] = -1;
   for (int64_t i = 0; i < nr; ++i) p.col4row[i] = -1, p.u[i] = 0.0;
@@ -555,12 +555,12 @@ LSA_512I int64_t start(const Prob& p) {
 
 // augment_row above, vectorised. d holds the shortest path costs; a scanned column keeps its d.
 template <int NV>
-LSA_512I void augment(const Prob& p, int32_t cur) {
+LSA_512I void augment(const Prob p, int32_t cur) {  // by value: stores cannot alias it
   const int64_t nv = NV ? NV : p.nv;
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   for (int64_t k = 0; k < nv; ++k) _mm512_store_pd(p.d + 8 * k, inf);
   for (int64_t w = 0; w < p.nw; ++w) p.todo[w] = p.real_word(w);
-  int64_t n_seen = 0, n_sc = 0;
+  int64_t n_seen = 0;
   int32_t i = cur, sink = -1;
   double min_val = 0;
   while (true) {
@@ -600,7 +600,6 @@ LSA_512I void augment(const Prob& p, int32_t cur) {
       }
     }
     p.todo[j >> 6] &= ~(uint64_t{1} << (j & 63));
-    p.scanned[n_sc++] = j;
     if (sink >= 0) break;
     i = p.row4col[j];
   }
@@ -609,9 +608,13 @@ LSA_512I void augment(const Prob& p, int32_t cur) {
     const int32_t r = p.rows_seen[k];
     p.u[r] += min_val - p.d[p.col4row[r]];
   }
-  for (int64_t k = 0; k < n_sc; ++k) {
-    const int32_t j = p.scanned[k];
-    p.v[j] -= min_val - p.d[j];
+  // v on the scanned columns (those no longer to do), a vector at a time: no loop of data-dependent
+  // length to mispredict.
+  const __m512d mv = _mm512_set1_pd(min_val);
+  for (int64_t k = 0; k < nv; ++k) {
+    const __mmask8 sc = p.real(k) & ~Prob::lanes(p.todo, k);
+    const __m512d vk = _mm512_load_pd(p.v + 8 * k);
+    _mm512_store_pd(p.v + 8 * k, _mm512_mask_sub_pd(vk, sc, vk, _mm512_sub_pd(mv, _mm512_load_pd(p.d + 8 * k))));
   }
   p.freeb[sink >> 6] &= ~(uint64_t{1} << (sink & 63));
   int32_t j = sink;
