@@ -5,6 +5,10 @@
 // rectangular form of Crouse 2016, IEEE TAES 52(4)), the method behind scipy's
 // linear_sum_assignment. Before it, JV's cheap start (jv_start) settles most rows with feasible
 // duals, adapted to rectangular problems.
+//
+// Two implementations of that method: a portable one, and one on AVX-512 vectors (lsa::avx512)
+// that solve_problem picks at run time where the CPU has it (x86-64-v4). Forbidden entries become
+// the big finite cost of lsa_common.h in both.
 #pragma once
 
 #include <algorithm>
@@ -553,6 +557,78 @@ LSA_512I int64_t start(const Prob p) {  // by value: stores cannot alias it
   return n_free;
 }
 
+// The end of a path search: dual update (d of the scanned columns, those no longer to do), then the
+// assignment flipped along the path from `sink` back to row `cur`.
+template <int NV>
+LSA_512I void finish_augment(const Prob p, int32_t cur, int32_t sink, double min_val, int64_t n_seen) {
+  const int64_t nv = NV ? NV : p.nv;
+  p.u[cur] += min_val;
+  for (int64_t k = 1; k < n_seen; ++k) {
+    const int32_t r = p.rows_seen[k];
+    p.u[r] += min_val - p.d[p.col4row[r]];
+  }
+  const __m512d mv = _mm512_set1_pd(min_val);
+  for (int64_t k = 0; k < nv; ++k) {  // a vector at a time: no loop of data-dependent length
+    const __mmask8 sc = p.real(k) & ~Prob::lanes(p.todo, k);
+    const __m512d vk = _mm512_load_pd(p.v + 8 * k);
+    _mm512_store_pd(p.v + 8 * k, _mm512_mask_sub_pd(vk, sc, vk, _mm512_sub_pd(mv, _mm512_load_pd(p.d + 8 * k))));
+  }
+  p.freeb[sink >> 6] &= ~(uint64_t{1} << (sink & 63));
+  int32_t j = sink;
+  while (true) {
+    const int32_t r = p.path[j];
+    p.row4col[j] = r;
+    std::swap(p.col4row[r], j);
+    if (r == cur) break;
+  }
+}
+
+// augment for up to 16 columns: d, the to-do and free bits stay in registers (one or two vectors).
+template <int NV>
+LSA_512I void augment_small(const Prob p, int32_t cur) {
+  static_assert(NV == 1 || NV == 2);
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  __m512d d[NV];
+  for (int k = 0; k < NV; ++k) d[k] = inf;
+  uint64_t todo = p.real_word(0);
+  const uint64_t freeb = p.freeb[0];
+  int64_t n_seen = 0;
+  int32_t i = cur, sink;
+  __m512d x = _mm512_setzero_pd();  // min_val in every lane
+  while (true) {
+    p.rows_seen[n_seen++] = i;
+    const double* Ci = p.C + static_cast<int64_t>(i) * p.ncp;
+    // r = (C_ij - v_j) + (min_val - u_i): the row's loads wait on i, the base on u_i too
+    const __m512d base = _mm512_sub_pd(x, _mm512_set1_pd(p.u[i]));
+    const __m256i iv = _mm256_set1_epi32(i);
+    __m512d mn = inf;
+    for (int k = 0; k < NV; ++k) {
+      const __mmask8 m = __mmask8(todo >> (8 * k));
+      const __m512d r = _mm512_add_pd(_mm512_sub_pd(_mm512_load_pd(Ci + 8 * k), _mm512_load_pd(p.v + 8 * k)),
+                                      base);
+      const __mmask8 lt = _mm512_mask_cmp_pd_mask(m, r, d[k], _CMP_LT_OQ);  // off the chain
+      d[k] = _mm512_mask_min_pd(d[k], m, r, d[k]);  // = lt ? r : d, one step sooner than a blend
+      _mm256_mask_storeu_epi32(p.path + 8 * k, lt, iv);
+      mn = _mm512_mask_min_pd(mn, m, d[k], mn);
+    }
+    x = all_min(mn);
+    uint64_t eq = 0;
+    for (int k = 0; k < NV; ++k)
+      eq |= uint64_t{_mm512_mask_cmp_pd_mask(__mmask8(todo >> (8 * k)), d[k], x, _CMP_EQ_OQ)} << (8 * k);
+    const uint64_t f = eq & freeb;
+    const int32_t j = static_cast<int32_t>(__builtin_ctzll(f ? f : eq));
+    todo &= ~(uint64_t{1} << j);
+    if (f) {
+      sink = j;
+      break;
+    }
+    i = p.row4col[j];
+  }
+  for (int k = 0; k < NV; ++k) _mm512_store_pd(p.d + 8 * k, d[k]);
+  p.todo[0] = todo;
+  finish_augment<NV>(p, cur, sink, _mm512_cvtsd_f64(x), n_seen);
+}
+
 // augment_row above, vectorised. d holds the shortest path costs; a scanned column keeps its d.
 template <int NV>
 LSA_512I void augment(const Prob p, int32_t cur) {  // by value: stores cannot alias it
@@ -571,11 +647,11 @@ LSA_512I void augment(const Prob p, int32_t cur) {  // by value: stores cannot a
     __m512d mn = inf;
     for (int64_t k = 0; k < nv; ++k) {
       const __mmask8 m = Prob::lanes(p.todo, k);
-      const __m512d r = _mm512_sub_pd(_mm512_add_pd(base, _mm512_load_pd(Ci + 8 * k)),
-                                      _mm512_load_pd(p.v + 8 * k));
+      const __m512d r = _mm512_add_pd(_mm512_sub_pd(_mm512_load_pd(Ci + 8 * k), _mm512_load_pd(p.v + 8 * k)),
+                                      base);
       __m512d dd = _mm512_load_pd(p.d + 8 * k);
       const __mmask8 lt = _mm512_mask_cmp_pd_mask(m, r, dd, _CMP_LT_OQ);
-      dd = _mm512_mask_mov_pd(dd, lt, r);
+      dd = _mm512_mask_min_pd(dd, m, r, dd);  // = lt ? r : dd, one step sooner than a blend
       _mm512_store_pd(p.d + 8 * k, dd);
       _mm256_mask_storeu_epi32(p.path + 8 * k, lt, iv);
       mn = _mm512_mask_min_pd(mn, m, dd, mn);
@@ -603,33 +679,19 @@ LSA_512I void augment(const Prob p, int32_t cur) {  // by value: stores cannot a
     if (sink >= 0) break;
     i = p.row4col[j];
   }
-  p.u[cur] += min_val;
-  for (int64_t k = 1; k < n_seen; ++k) {
-    const int32_t r = p.rows_seen[k];
-    p.u[r] += min_val - p.d[p.col4row[r]];
-  }
-  // v on the scanned columns (those no longer to do), a vector at a time: no loop of data-dependent
-  // length to mispredict.
-  const __m512d mv = _mm512_set1_pd(min_val);
-  for (int64_t k = 0; k < nv; ++k) {
-    const __mmask8 sc = p.real(k) & ~Prob::lanes(p.todo, k);
-    const __m512d vk = _mm512_load_pd(p.v + 8 * k);
-    _mm512_store_pd(p.v + 8 * k, _mm512_mask_sub_pd(vk, sc, vk, _mm512_sub_pd(mv, _mm512_load_pd(p.d + 8 * k))));
-  }
-  p.freeb[sink >> 6] &= ~(uint64_t{1} << (sink & 63));
-  int32_t j = sink;
-  while (true) {
-    const int32_t r = p.path[j];
-    p.row4col[j] = r;
-    std::swap(p.col4row[r], j);
-    if (r == cur) break;
-  }
+  finish_augment<NV>(p, cur, sink, min_val, n_seen);
 }
 
 template <int NV>
 LSA_512 void assign_all(const Prob& p) {
   const int64_t n_free = start<NV>(p);
-  for (int64_t k = 0; k < n_free; ++k) augment<NV>(p, p.free_rows[k]);
+  for (int64_t k = 0; k < n_free; ++k) {
+    if constexpr (NV == 1 || NV == 2) {
+      augment_small<NV>(p, p.free_rows[k]);
+    } else {
+      augment<NV>(p, p.free_rows[k]);
+    }
+  }
 }
 
 template <typename T>
