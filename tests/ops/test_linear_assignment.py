@@ -287,6 +287,41 @@ def test_portable_solver_equals_vectorised():
     assert portable.count("\n") == 20 and portable == run()
 
 
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("M,N", [(5, 6), (13, 9)])
+def test_batches_split_over_threads(two_threads, M, N):
+    """Batches past the CPU kernel's per-thread minimum (32k cells) are shared by the calling thread
+    and helper tasks chunk by chunk: every problem solved once, as alone."""
+    rng = np.random.default_rng([M, N, 11])
+    B = 4000
+    cost = torch.from_numpy(rng.uniform(size=(B, M, N)))
+    rc = torch.from_numpy(rng.integers(0, M + 1, B))
+    res = ops.linear_assignment(cost, row_counts=rc).numpy()
+    check_against_scipy(res, cost.numpy(), rc.numpy(), None)
+    one = np.stack([ops.linear_assignment(cost[b: b + 1], row_counts=rc[b: b + 1]).numpy()[0]
+                    for b in range(0, B, 97)])
+    np.testing.assert_array_equal(res[::97], one)
+
+
+@pytest.mark.parametrize("bad", [0, 1999, 3999])
+def test_error_in_a_split_batch(two_threads, bad):
+    """A refused problem anywhere in a batch solved by several threads raises its own error."""
+    cost = torch.rand(4000, 5, 6, dtype=F64)
+    cost[bad] = torch.tensor([3e307, -3e307] * 15, dtype=F64).view(5, 6)
+    cost[bad, 0, 0] = INF
+    with pytest.raises(ValueError, match=rf"linear_assignment: problem {bad}: allowed costs span too wide"):
+        torch.ops.romp_fast.linear_assignment(cost, None, None, None, False)
+    cost[bad, 0, 0] = 1.0
+    assert (torch.ops.romp_fast.linear_assignment(cost, None, None, None, False) >= 0).all()
+
+
 def test_shared_expanded_cost(device):
     one = to_torch(np.random.default_rng(6).uniform(size=(1, 8, 8)), F64, device)
     res = solve_both(one.expand(4, 8, 8))
