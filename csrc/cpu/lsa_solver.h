@@ -316,7 +316,8 @@ void solve_portable(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate
 // to a multiple of 8 columns with +inf costs (never chosen, never free), int32 indices, and every
 // scan a pass over whole vectors instead of a list of the columns left. Per-lane running minima
 // replace the branch-free scalar chains of the portable code, whose latency bound the small
-// problems (the two smallest reduced costs of augmenting row reduction were half the time).
+// problems, and augmenting row reduction runs only where it pays (start below).
+//
 // GCC 12 flags its own _mm512_undefined_* inside the intrinsics as maybe-uninitialized.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
