@@ -144,10 +144,14 @@ def check_against_scipy(res, cost_np, rc, cc, maximize=False):
 
 
 # --------------------------------------------------------------------------- against scipy
+# The CPU solver's paths (csrc/cpu/lsa_solver.h): up to 8, 16 or more columns after transposing tall
+# blocks (fixed or variable vector counts), up to 64 columns or more (bit masks of one or several
+# words), and augmenting row reduction on (nearly) square problems of more than 40 rows (48x48,
+# 44x46, 120x120).
 SHAPES = {
-    "square": [(1, 1), (2, 2), (5, 5), (17, 17), (33, 33), (120, 120)],
+    "square": [(1, 1), (2, 2), (5, 5), (17, 17), (33, 33), (48, 48), (120, 120)],
     "tall": [(2, 1), (9, 4), (31, 30), (64, 1), (120, 37)],
-    "wide": [(1, 2), (3, 11), (30, 31), (1, 64), (40, 120)],
+    "wide": [(1, 2), (3, 11), (30, 31), (1, 64), (44, 46), (40, 120)],
 }
 CASES = [(kind, M, N) for kind, sizes in SHAPES.items() for M, N in sizes]
 
@@ -234,6 +238,90 @@ def test_non_contiguous_inputs(device, dtype):
         np.testing.assert_array_equal(res, dense.cpu().numpy())
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("M,N", [(3, 5), (6, 13), (13, 6), (4, 8)])
+def test_block_ending_at_page_boundary(dtype, M, N):
+    """The CPU kernel reads eight costs at a time and may read past a row's end when that stays in
+    the same 4 KiB page; a problem whose last row ends exactly at a page boundary must not."""
+    rng = np.random.default_rng([M, N, dtype == F32])
+    B, size = 3, torch.finfo(dtype).bits // 8
+    buf = torch.empty(3 * 4096 // size + B * M * N, dtype=dtype)
+    end = (buf.data_ptr() // 4096 + 2) * 4096  # a page boundary inside the buffer
+    start = (end - buf.data_ptr()) // size - B * M * N
+    cost = buf[start: start + B * M * N].view(B, M, N)
+    cost.copy_(torch.from_numpy(rng.uniform(size=(B, M, N))))
+    assert cost.data_ptr() + B * M * N * size == end and cost.is_contiguous()
+    for path, res in solve_both(cost).items():
+        check_against_scipy(res, as_np(cost), None, None)
+    rc = torch.tensor([M, M - 1, 1])
+    for path, res in solve_both(cost, row_counts=rc).items():
+        check_against_scipy(res, as_np(cost), rc.numpy(), None)
+
+
+_PORTABLE_CHECK = """
+import numpy as np, torch
+import romp_fast.ops as ops
+rng = np.random.default_rng(0)
+for B, M, N in ((50, 5, 5), (50, 10, 12), (20, 13, 6), (5, 50, 50), (3, 40, 120)):
+    cost = torch.from_numpy(rng.uniform(-1, 1, (B, M, N)))
+    cost[torch.from_numpy(rng.random((B, M, N)) < 0.3)] = float("inf")
+    rc = torch.from_numpy(rng.integers(1, M + 1, B))
+    for kw in ({}, dict(row_counts=rc, max_cost=0.8), dict(maximize=True, max_cost=-0.5),
+               dict(max_cost=float("-inf"))):
+        print(B, M, N, ops.linear_assignment(cost, **kw).tolist())
+"""
+
+
+def test_portable_solver_equals_vectorised():
+    """ROMP_FAST_LSA_PORTABLE=1 forces the CPU kernel's portable solver where the AVX-512 one would
+    run: both must give the same answers (random costs, forbidden entries, gates, padding)."""
+    import os
+    import subprocess
+    import sys
+
+    def run(**env):
+        return subprocess.run([sys.executable, "-c", _PORTABLE_CHECK], env={**os.environ, **env},
+                              capture_output=True, text=True, check=True).stdout
+
+    portable = run(ROMP_FAST_LSA_PORTABLE="1")
+    assert portable.count("\n") == 20 and portable == run()
+
+
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("M,N", [(5, 6), (13, 9)])
+def test_batches_split_over_threads(two_threads, M, N):
+    """Batches past the CPU kernel's per-thread minimum (32k cells) are shared by the calling thread
+    and helper tasks chunk by chunk: every problem solved once, as alone."""
+    rng = np.random.default_rng([M, N, 11])
+    B = 4000
+    cost = torch.from_numpy(rng.uniform(size=(B, M, N)))
+    rc = torch.from_numpy(rng.integers(0, M + 1, B))
+    res = ops.linear_assignment(cost, row_counts=rc).numpy()
+    check_against_scipy(res, cost.numpy(), rc.numpy(), None)
+    one = np.stack([ops.linear_assignment(cost[b: b + 1], row_counts=rc[b: b + 1]).numpy()[0]
+                    for b in range(0, B, 97)])
+    np.testing.assert_array_equal(res[::97], one)
+
+
+@pytest.mark.parametrize("bad", [0, 1999, 3999])
+def test_error_in_a_split_batch(two_threads, bad):
+    """A refused problem anywhere in a batch solved by several threads raises its own error."""
+    cost = torch.rand(4000, 5, 6, dtype=F64)
+    cost[bad] = torch.tensor([3e307, -3e307] * 15, dtype=F64).view(5, 6)
+    cost[bad, 0, 0] = INF
+    with pytest.raises(ValueError, match=rf"linear_assignment: problem {bad}: allowed costs span too wide"):
+        torch.ops.romp_fast.linear_assignment(cost, None, None, None, False)
+    cost[bad, 0, 0] = 1.0
+    assert (torch.ops.romp_fast.linear_assignment(cost, None, None, None, False) >= 0).all()
+
+
 def test_shared_expanded_cost(device):
     one = to_torch(np.random.default_rng(6).uniform(size=(1, 8, 8)), F64, device)
     res = solve_both(one.expand(4, 8, 8))
@@ -248,7 +336,7 @@ def test_shared_expanded_cost(device):
 def test_integer_costs_with_ties(device, values, dtype):
     """Many optima: the total equals scipy's and the answer is a full matching."""
     rng = np.random.default_rng([values, dtype == F32])
-    for M, N, B in ((12, 12, 300), (3, 3, 300), (40, 40, 5), (12, 7, 200), (7, 12, 200)):
+    for M, N, B in ((12, 12, 300), (3, 3, 300), (40, 40, 5), (50, 50, 5), (12, 7, 200), (7, 12, 200)):
         cost_np = rng.integers(0, values, (B, M, N)).astype(np.float64)
         cost_np[: B // 4] -= values  # negative ones too
         rc, cc = random_counts(rng, B, M, N)
