@@ -1,8 +1,8 @@
 // CPU kernel for linear_assignment: a batch of padded rectangular problems, each solved exactly by
 // the shortest augmenting path method (Jonker & Volgenant 1987 without their initialisation, in the
 // rectangular form of Crouse 2016, "On implementing 2D rectangular assignment algorithms", IEEE
-// TAES 52(4)), the algorithm behind scipy.optimize.linear_sum_assignment (lsa_solver.h). Problems
-// run in parallel on the calling thread and helper tasks (see below); every thread keeps one
+// TAES 52(4)), the algorithm behind scipy.optimize.linear_sum_assignment (lsa_solver.h). Chunks of
+// problems run on the calling thread and helper tasks (share_work.h); each chunk keeps one
 // workspace, so nothing is allocated per problem.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -10,17 +10,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
-#include <memory>
-#include <mutex>
-#include <thread>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "../checks.h"
 #include "lsa_solver.h"
+#include "share_work.h"
 
 namespace romp_fast {
 namespace {
@@ -70,42 +66,15 @@ at::Tensor linear_assignment_cpu(const at::Tensor& cost, const c10::optional<at:
         }
       }
     };
-    // Up to get_num_threads() threads, none for less than `grain` problems. The calling thread
-    // solves chunks taken from a shared counter and helper tasks on ATen's inter-op pool take
-    // chunks too, but the caller never waits for a helper that has not started: when another
-    // process holds a core, at::parallel_for's OpenMP team waits for its descheduled thread (8 ms
-    // a call at the median, 10x12 B=1e4, against 3 ms on the calling thread alone), this does not.
+    // Up to get_num_threads() threads, none for less than `grain` problems, chunks of ~20 us taken
+    // by whichever thread is free (share_work.h: no waiting for a descheduled thread).
     const int64_t threads = std::min<int64_t>(at::get_num_threads(), (B + grain - 1) / grain);
-    if (threads <= 1 || at::in_parallel_region()) {
+    const int64_t chunk =
+        threads <= 1 ? std::max<int64_t>(B, 1) : std::max<int64_t>(1, 8192 / std::max<int64_t>(M * N, 1));
+    share_work((B + chunk - 1) / chunk, threads, [&](int64_t i) {
       lsa::Workspace w;
-      solve(w, 0, B);
-      return;
-    }
-    struct Shared {
-      std::atomic<int64_t> next{0}, done{0};
-      std::mutex m;
-      std::exception_ptr error;
-    };
-    auto sh = std::make_shared<Shared>();
-    const int64_t chunk = std::max<int64_t>(1, 8192 / std::max<int64_t>(M * N, 1));  // ~20 us
-    // A helper that starts after the batch is done only reads the counter, which it co-owns.
-    auto work = [sh, solve, chunk, B]() {
-      lsa::Workspace w;
-      for (int64_t b0; (b0 = sh->next.fetch_add(chunk)) < B;) {
-        const int64_t b1 = std::min(B, b0 + chunk);
-        try {
-          solve(w, b0, b1);
-        } catch (...) {
-          std::lock_guard<std::mutex> g(sh->m);
-          if (!sh->error) sh->error = std::current_exception();
-        }
-        sh->done.fetch_add(b1 - b0);
-      }
-    };
-    for (int64_t t = 1; t < threads; ++t) at::launch(work);
-    work();
-    while (sh->done.load() < B) std::this_thread::yield();  // chunks that helpers hold
-    if (sh->error) std::rethrow_exception(sh->error);
+      solve(w, i * chunk, std::min(B, (i + 1) * chunk));
+    });
   };
   if (cost.scalar_type() == at::kDouble) {
     run(double{});

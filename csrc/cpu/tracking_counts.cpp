@@ -31,7 +31,6 @@
 #include <cstdint>
 #include <limits>
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <thread>
 #include <string>
@@ -39,6 +38,7 @@
 #include <vector>
 
 #include "lsa_solver.h"
+#include "share_work.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -430,37 +430,13 @@ void scan_frames(const Frames& fr, int64_t f0, int64_t f1, int64_t G, int64_t T,
   }
 }
 
-// Runs fn(0) .. fn(n - 1), each task claimed by the calling thread or by one helper from torch's
-// inter-op pool (when torch.get_num_threads() > 1), whichever is free. The caller waits only for
-// tasks that were claimed: a helper that starts late (the other core busy) finds nothing left and
-// touches nothing but the shared counter, so a loaded machine never waits for a thread to be
-// scheduled, unlike a fork-join over at::parallel_for.
-template <typename Fn>
-void share_tasks(int64_t n, Fn&& fn) {
-  struct State {
-    std::atomic<int64_t> next{0}, done{0};
-    std::function<void(int64_t)> run;
-  };
-  auto st = std::make_shared<State>();
-  st->run = [&fn](int64_t i) { fn(i); };
-  auto work = [](State& s, int64_t n) {
-    for (int64_t i = s.next.fetch_add(1); i < n; i = s.next.fetch_add(1)) {
-      s.run(i);
-      s.done.fetch_add(1, std::memory_order_acq_rel);
-    }
-  };
-  if (n > 1 && at::get_num_threads() > 1 && !at::in_parallel_region()) at::launch([st, n, work] { work(*st, n); });
-  work(*st, n);
-  while (st->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
-}
-
 // Every count of the metrics asked for (bits of `metrics`). alpha_min [A] ascending (alpha - eps);
 // clear_min = threshold - eps; id_min = threshold. Raises ValueError naming the frame for ids out of
 // range or repeated within a frame and for similarities that are negative, infinite or NaN.
 //
-// Work on two threads: the scan in two halves of the frames; then CLEAR (sequential over frames)
-// and Identity on one thread while the other prepares HOTA's alignment scores, after which both
-// take chunks of frames for HOTA's per-frame matchings.
+// Work is shared among torch's threads (share_work.h): the scan in runs of frames; then HOTA's
+// alignment scores (task 0), CLEAR (sequential over frames) and Identity (task 1), and HOTA's
+// per-frame matchings in chunks of frames, each claimed by whichever thread is free.
 void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha_min, int64_t A, double clear_min,
                      double id_min, int64_t metrics, int64_t dense_limit, Counts& out) {
   const char* op = kOp;
@@ -486,7 +462,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   }
   cut.push_back(F);
   std::vector<Scan> parts(cut.size() - 1);
-  share_tasks(static_cast<int64_t>(parts.size()), [&](int64_t i) { scan_frames(fr, cut[i], cut[i + 1], G, T, parts[i]); });
+  share_work(static_cast<int64_t>(parts.size()), at::get_num_threads(), [&](int64_t i) { scan_frames(fr, cut[i], cut[i + 1], G, T, parts[i]); });
   for (const Scan& p : parts) TORCH_CHECK_VALUE(p.error.empty(), p.error);  // the earliest frame's problem
   std::vector<int64_t> gt_count(G, 0), tr_count(T, 0), eptr(F + 1, 0);
   int64_t K = 0;
@@ -635,7 +611,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   // (after task 0: a thread that gets there first waits for it).
   std::atomic<bool> prepared{false};
   const int64_t chunks = want_hota ? (F + kChunk - 1) / kChunk : 0;
-  share_tasks(2 + chunks, [&](int64_t i) {
+  share_work(2 + chunks, at::get_num_threads(), [&](int64_t i) {
     if (i == 0) {
       if (want_hota) hota_prepare();
       prepared.store(true, std::memory_order_release);
@@ -644,7 +620,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
       if (want_id) run_identity();
     } else {
       while (!prepared.load(std::memory_order_acquire)) std::this_thread::yield();
-      thread_local SparseMatcher matcher;
+      SparseMatcher matcher;
       const int64_t f0 = (i - 2) * kChunk;
       for (int64_t f = f0; f < std::min(F, f0 + kChunk); ++f) {
         const int64_t k0 = eptr[f];
