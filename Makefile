@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" >/dev/null 2>&1 || $(BIN)/pip install $(TORCH_SPEC)
-	$(BIN)/pip install setuptools wheel pybind11 ninja
+	$(BIN)/pip install setuptools wheel pybind11 ninja numpy
 	$(BIN)/pip install --no-build-isolation -e ".[dev]"
 	touch $@ $(EXT)
 

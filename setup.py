@@ -55,18 +55,24 @@ def extension():
     cxx = opt + ["-std=c++20", "-fopenmp", "-fno-math-errno", "-fvisibility=hidden", "-Wno-psabi"]
     nvcc = (["-O0", "-g", "-G", "-UNDEBUG"] if debug else ["-O3", "-DNDEBUG"]) + [
         "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
-    macros = []
+    macros, include_dirs = [], []
+    try:  # numpy's C API lets the tracking kernel read per-frame arrays without the buffer protocol
+        import numpy
+        include_dirs.append(numpy.get_include())
+        macros.append(("ROMP_FAST_NUMPY", None))
+    except ImportError:
+        pass
     if build_cuda:
         sources += rel("csrc/cuda/*.cu")
         macros.append(("ROMP_FAST_CUDA_VERSION", '"%s"' % torch.version.cuda))
     print("romp_fast build configuration:\n"
           f"  torch {torch.__version__} (CUDA {torch.version.cuda}), python {sys.version.split()[0]}\n"
-          f"  CUDA kernels: {'yes' if build_cuda else 'no'} ({reason})\n"
+          f"  CUDA kernels: {'yes' if build_cuda else 'no'} ({reason}); numpy C API: {'yes' if include_dirs else 'no'}\n"
           f"  TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '<torch default>')}\n"
           f"  mode: {'debug' if debug else 'release'}; cxx flags: {' '.join(cxx)}\n"
           f"  sources: {' '.join(sources)}", flush=True)
     cls = cpp_extension.CUDAExtension if build_cuda else cpp_extension.CppExtension
-    return cls("romp_fast._C", sources, define_macros=macros,
+    return cls("romp_fast._C", sources, define_macros=macros, include_dirs=include_dirs,
                extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=["-fopenmp"])
 
 

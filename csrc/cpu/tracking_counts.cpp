@@ -24,6 +24,10 @@
 #include <ATen/ops/full.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#ifdef ROMP_FAST_NUMPY
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+#endif
 #include <torch/library.h>
 
 #include <algorithm>
@@ -369,10 +373,34 @@ struct Counts {
 
 constexpr const char* kOp = "_tracking_counts";
 
+// An array of trivially copyable values that is never zero-filled: the scan reserves room for every
+// entry of a frame but writes only the positive ones (about 7 %), so a std::vector's value-
+// initialisation would write ten times the memory the edges need.
+template <typename T>
+class PodBuf {
+ public:
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+  T& operator[](int64_t i) { return p_[i]; }
+  const T& operator[](int64_t i) const { return p_[i]; }
+  // Capacity for at least `need` values, the first `keep` preserved.
+  void ensure(int64_t need, int64_t keep) {
+    if (need <= cap_) return;
+    const int64_t cap = std::max<int64_t>(need, 2 * cap_);
+    std::unique_ptr<T[]> q(new T[cap]);
+    std::copy_n(p_.get(), keep, q.get());
+    p_ = std::move(q), cap_ = cap;
+  }
+
+ private:
+  std::unique_ptr<T[]> p_;
+  int64_t cap_ = 0;
+};
+
 // Edges (positive similarities) of a run of frames, and what the scan found wrong first.
 struct Scan {
-  std::vector<int32_t> er, ec;  // local row, column
-  std::vector<double> es;       // similarity
+  PodBuf<int32_t> er, ec;  // local row, column
+  PodBuf<double> es;       // similarity
   std::vector<int64_t> eptr;    // per frame of the run: first edge, relative to the run
   std::vector<int64_t> gt_count, tr_count;
   std::string error;
@@ -413,10 +441,7 @@ void scan_frames(const Frames& fr, int64_t f0, int64_t f1, int64_t G, int64_t T,
       }
       return;
     }
-    if (static_cast<int64_t>(out.er.size()) < K + ng * nt) {  // room for every entry of the frame
-      const size_t want = std::max<size_t>(2 * out.er.size(), K + ng * nt + 1024);
-      out.er.resize(want), out.ec.resize(want), out.es.resize(want);
-    }
+    out.er.ensure(K + ng * nt, K), out.ec.ensure(K + ng * nt, K), out.es.ensure(K + ng * nt, K);  // room for every entry
     bool bad = false;
     K += scan(fr.sim[f], ng, nt, out.er.data() + K, out.ec.data() + K, out.es.data() + K, bad);
     out.eptr[f - f0 + 1] = K;
@@ -473,19 +498,25 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     for (int64_t f = cut[i]; f < cut[i + 1]; ++f) eptr[f + 1] = K + p.eptr[f - cut[i] + 1];
     K = eptr[cut[i + 1]];
   }
-  std::vector<int32_t> er(K), ec(K);
-  std::vector<double> es(K);
-  for (size_t i = 0; i < parts.size(); ++i) {
-    const int64_t k0 = eptr[cut[i]], n = eptr[cut[i + 1]] - k0;
-    std::copy_n(parts[i].er.data(), n, er.data() + k0);
-    std::copy_n(parts[i].ec.data(), n, ec.data() + k0);
-    std::copy_n(parts[i].es.data(), n, es.data() + k0);
+  PodBuf<int32_t> er, ec;
+  PodBuf<double> es;
+  if (parts.size() == 1) {
+    er = std::move(parts[0].er), ec = std::move(parts[0].ec), es = std::move(parts[0].es);
+  } else {
+    er.ensure(K, 0), ec.ensure(K, 0), es.ensure(K, 0);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const int64_t k0 = eptr[cut[i]], n = eptr[cut[i + 1]] - k0;
+      std::copy_n(parts[i].er.data(), n, er.data() + k0);
+      std::copy_n(parts[i].ec.data(), n, ec.data() + k0);
+      std::copy_n(parts[i].es.data(), n, es.data() + k0);
+    }
   }
   parts.clear();
 
   // 2. The id pair of every edge.
   PairIndex pairs(G, T, dense_limit);
-  std::vector<int32_t> ep(K);
+  PodBuf<int32_t> ep;
+  ep.ensure(K, 0);
   for (int64_t f = 0; f < F; ++f) {
     const int64_t* gi = fr.gid[f];
     const int64_t* ti = fr.tid[f];
@@ -507,7 +538,8 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
 
   // HOTA 1: global alignment score per id pair (TrackEval adds sim / (col sum + row sum - sim)),
   // and each edge's matching weight A * sim.
-  std::vector<double> w_hota(want_hota ? K : 0);
+  PodBuf<double> w_hota;
+  w_hota.ensure(want_hota ? K : 0, 0);
   auto hota_prepare = [&] {
     std::vector<double> row_sum(Dg, 0.0), col_sum(Dt, 0.0), C(P, 0.0), align(P);
     for (int64_t f = 0; f < F; ++f) {
@@ -633,7 +665,8 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
 
   // HOTA 3: per alpha counts of the matched pairs (sim >= alpha - eps): each matched edge's level
   // (the number of alphas it passes), histograms of levels overall and per id pair.
-  std::vector<int32_t> hit(K);
+  PodBuf<int32_t> hit;
+  hit.ensure(K, 0);
   int64_t M = 0;
   for (int64_t k = 0; k < K; ++k) hit[M] = static_cast<int32_t>(k), M += matched_hota[k];
   std::vector<int64_t> tp_hist(A + 1, 0);
@@ -735,34 +768,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tracking_counts_cpu(
   return {hota, counts, sums};
 }
 
-// TrackEval's per-frame lists read in place (buffer protocol): no concatenation in Python. Holds a
-// view of every array until the counts are done.
+// TrackEval's per-frame lists read in place: through numpy's C API where the build had numpy's
+// headers (a few field reads per array), else through the buffer protocol (numpy's exporter costs
+// about 150 ns an array, 0.35 ms for a 750-frame sequence). Holds a reference (or a buffer view) to
+// every array until the counts are done, so the lists may change meanwhile.
+#ifdef ROMP_FAST_NUMPY
+bool numpy_api = false;  // set when the module loads and numpy's C API imports
+#endif
+
+struct ArrayView {
+  const void* data;
+  int64_t rows, cols;  // cols = 1 for 1-D arrays
+};
+
 class FrameViews {
  public:
-  explicit FrameViews(size_t n) { views_.reserve(n); }
+  explicit FrameViews(size_t n) { views_.reserve(n), refs_.reserve(n); }
   ~FrameViews() {
     for (Py_buffer& b : views_) PyBuffer_Release(&b);
+    for (PyObject* o : refs_) Py_DECREF(o);
   }
   FrameViews(const FrameViews&) = delete;
   FrameViews& operator=(const FrameViews&) = delete;
-  // The array's data if it is a C-contiguous float64 (int64) array with `ndim` dimensions, else null.
-  const Py_buffer* get(PyObject* obj, int ndim, bool floating) {
+  // The array's data if it is a C-contiguous, aligned, native-order float64 (int64) array with
+  // `ndim` dimensions; false otherwise.
+  bool get(PyObject* obj, int ndim, bool floating, ArrayView& out) {
+#ifdef ROMP_FAST_NUMPY
+    if (numpy_api && PyArray_Check(obj)) {
+      PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
+      const int want = floating ? NPY_FLOAT64 : NPY_INT64;
+      if (PyArray_NDIM(a) != ndim || PyArray_TYPE(a) != want || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
+          !PyArray_ISNOTSWAPPED(a))
+        return false;
+      Py_INCREF(obj);
+      refs_.push_back(obj);
+      out = {PyArray_DATA(a), PyArray_DIM(a, 0), ndim == 2 ? PyArray_DIM(a, 1) : 1};
+      return true;
+    }
+#endif
     Py_buffer b;
     if (PyObject_GetBuffer(obj, &b, PyBUF_ND | PyBUF_FORMAT) != 0) {
       PyErr_Clear();
-      return nullptr;
+      return false;
     }
     views_.push_back(b);  // reserved: no reallocation
     const Py_buffer& v = views_.back();
     const char* fmt = v.format ? v.format : "B";
     if (*fmt == '@' || *fmt == '=' || *fmt == '<') ++fmt;
     const bool kind_ok = floating ? (fmt[0] == 'd') : (fmt[0] == 'l' || fmt[0] == 'q');
-    if (v.ndim != ndim || v.itemsize != 8 || !kind_ok || fmt[1] != '\0') return nullptr;
-    return &v;
+    if (v.ndim != ndim || v.itemsize != 8 || !kind_ok || fmt[1] != '\0') return false;
+    out = {v.buf, v.shape[0], ndim == 2 ? v.shape[1] : 1};
+    return true;
   }
 
  private:
   std::vector<Py_buffer> views_;
+  std::vector<PyObject*> refs_;
 };
 
 }  // namespace
@@ -774,6 +835,10 @@ class FrameViews {
 // for invalid values. A pybind11 function rather than a torch op: an op would need one tensor per frame.
 void register_tracking(pybind11::module_& m) {
   namespace py = pybind11;
+#ifdef ROMP_FAST_NUMPY
+  numpy_api = _import_array() >= 0;  // without numpy the buffer protocol still works
+  if (!numpy_api) PyErr_Clear();
+#endif
   m.def(
       "_tracking_counts_lists",
       [](py::list gt_ids, py::list tracker_ids, py::list sims, int64_t G, int64_t T, std::vector<double> alpha_min,
@@ -786,13 +851,14 @@ void register_tracking(pybind11::module_& m) {
         fr.sim.resize(F), fr.gid.resize(F), fr.tid.resize(F), fr.gptr.resize(F + 1), fr.tptr.resize(F + 1);
         FrameViews views(3 * F);
         for (int64_t f = 0; f < F; ++f) {
-          const Py_buffer* g = views.get(PyList_GET_ITEM(gt_ids.ptr(), f), 1, false);
-          const Py_buffer* t = g ? views.get(PyList_GET_ITEM(tracker_ids.ptr(), f), 1, false) : nullptr;
-          const Py_buffer* s = t ? views.get(PyList_GET_ITEM(sims.ptr(), f), 2, true) : nullptr;
-          if (!s || s->shape[0] != g->shape[0] || s->shape[1] != t->shape[0]) return py::none();
-          fr.gid[f] = static_cast<const int64_t*>(g->buf), fr.tid[f] = static_cast<const int64_t*>(t->buf);
-          fr.sim[f] = static_cast<const double*>(s->buf);
-          fr.gptr[f + 1] = fr.gptr[f] + g->shape[0], fr.tptr[f + 1] = fr.tptr[f] + t->shape[0];
+          ArrayView g, t, s;
+          if (!views.get(PyList_GET_ITEM(gt_ids.ptr(), f), 1, false, g) ||
+              !views.get(PyList_GET_ITEM(tracker_ids.ptr(), f), 1, false, t) ||
+              !views.get(PyList_GET_ITEM(sims.ptr(), f), 2, true, s) || s.rows != g.rows || s.cols != t.rows)
+            return py::none();
+          fr.gid[f] = static_cast<const int64_t*>(g.data), fr.tid[f] = static_cast<const int64_t*>(t.data);
+          fr.sim[f] = static_cast<const double*>(s.data);
+          fr.gptr[f + 1] = fr.gptr[f] + g.rows, fr.tptr[f + 1] = fr.tptr[f] + t.rows;
         }
         Counts c;
         std::string error;

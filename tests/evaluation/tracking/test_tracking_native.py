@@ -113,3 +113,16 @@ def test_kernel_errors_name_frame_and_value():
     with pytest.raises(RuntimeError, match="the frames need"):
         torch.ops.romp_fast._tracking_counts(t(sim[1:]), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
                                              0.5, 0.5, 7, native.DENSE_LIMIT)
+
+
+def test_buffer_protocol_objects_are_read_in_place(te):
+    # any C-contiguous float64 / int64 buffer works, not only numpy arrays (the buffer-protocol path)
+    data = _data(9)
+    ref = te.run(data)
+    d = dict(data)
+    for k in ("gt_ids", "tracker_ids", "similarity_scores"):
+        d[k] = [memoryview(a) for a in data[k]]
+    got = native._counts_from_lists(d, 7, 0.5, native.DENSE_LIMIT)
+    assert got is not None
+    te.same(ref, native._results(*got, ("HOTA", "CLEAR", "Identity"), data["num_timesteps"], data["num_gt_ids"],
+                                 data["num_gt_dets"], data["num_tracker_dets"]), "memoryviews")
