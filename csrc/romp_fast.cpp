@@ -41,7 +41,10 @@ namespace {
 
 const char* simd_level() {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
-  // csrc/cpu/procrustes.cpp carries target_clones: an x86-64-v3 copy is picked at load time.
+  // csrc/cpu/procrustes.cpp carries target_clones: an x86-64-v3 copy is picked at load time; the
+  // keypoint-loss, assignment and tracking kernels pick AVX-512 code paths at run time.
+  if (__builtin_cpu_supports("avx512f"))
+    return "x86-64-v3 clones (AVX2+FMA) + AVX-512 paths (masked_joint_error, linear_assignment, tracking scan)";
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "x86-64-v3 clones (AVX2+FMA)"
                                                                           : "baseline x86-64";
 #elif defined(__AVX512F__)
