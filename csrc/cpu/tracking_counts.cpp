@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <atomic>
 #include <memory>
@@ -264,33 +265,44 @@ class SparseMatcher {
 // Appends the positive entries of one frame's [ng, nt] similarity matrix (row-major) to er/ec/es
 // (room for every entry is left by the caller) and returns their number; `bad` is set when an entry
 // is negative, infinite or NaN. About 93 % of the entries are 0 in tracking data, so the work is
-// the compares: 8 (AVX-512), 4 (AVX2) or 2 (SSE2) doubles at a time, one bit per entry, then one
-// step per positive entry.
+// the compares: the matrix is scanned as one flat array, 8 (AVX-512) or 4 (AVX2) doubles per
+// compare into a 64-bit mask per 64 entries, then one step per positive entry. Plain loads only:
+// masked loads are several times slower on some AMD cores, so the last few entries of a frame
+// are compared one by one.
 #if defined(__GNUC__) && defined(__x86_64__)
 #define RF_SCAN_X86 1
+#define RF_SCAN_EMIT(pos, base)                                                                  \
+  for (uint64_t m_ = (pos); m_; m_ &= m_ - 1) {                                                 \
+    const int64_t j_ = (base) + __builtin_ctzll(m_);                                             \
+    while (j_ >= row_end) ++r, row_end += nt;                                                    \
+    er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j_ - (row_end - nt)), es[n] = s[j_]; \
+    ++n;                                                                                         \
+  }
+
 __attribute__((target("avx512f"))) int64_t scan_frame_avx512(const double* s, int64_t ng, int64_t nt, int32_t* er,
                                                               int32_t* ec, double* es, bool& bad) {
   const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   __mmask8 ok = 0xFF;
-  int64_t n = 0;
-  for (int64_t r = 0; r < ng; ++r, s += nt) {
-    for (int64_t c0 = 0; c0 < nt; c0 += 64) {
-      const int64_t len = std::min<int64_t>(64, nt - c0);
-      uint64_t pos = 0;
-      for (int64_t c = 0; c < len; c += 8) {
-        const __mmask8 lanes = len - c >= 8 ? 0xFF : static_cast<__mmask8>((1u << (len - c)) - 1);
-        const __m512d v = _mm512_maskz_loadu_pd(lanes, s + c0 + c);  // 0 in the lanes past the row
-        pos |= static_cast<uint64_t>(_mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ)) << c;
-        ok &= _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ);
-      }
-      for (; pos; pos &= pos - 1) {
-        const int64_t j = c0 + __builtin_ctzll(pos);
-        er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j), es[n] = s[j];
-        ++n;
-      }
+  bool fail = false;
+  int64_t n = 0, r = 0, row_end = nt;
+  const int64_t total = ng * nt;
+  for (int64_t c0 = 0; c0 < total; c0 += 64) {
+    const int64_t len = std::min<int64_t>(64, total - c0);
+    uint64_t pos = 0;
+    int64_t c = 0;
+    for (; c + 8 <= len; c += 8) {
+      const __m512d v = _mm512_loadu_pd(s + c0 + c);
+      pos |= static_cast<uint64_t>(_mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ)) << c;
+      ok &= _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ);  // NaN fails
     }
+    for (; c < len; ++c) {
+      const double v = s[c0 + c];
+      pos |= static_cast<uint64_t>(v > 0) << c;
+      fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
+    }
+    RF_SCAN_EMIT(pos, c0)
   }
-  bad |= ok != 0xFF;
+  bad |= fail || ok != 0xFF;
   return n;
 }
 
@@ -298,32 +310,28 @@ __attribute__((target("avx2"))) int64_t scan_frame_avx2(const double* s, int64_t
                                                          int32_t* ec, double* es, bool& bad) {
   const __m256d zero = _mm256_setzero_pd(), inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
   int fail = 0;
-  int64_t n = 0;
-  for (int64_t r = 0; r < ng; ++r, s += nt) {
-    for (int64_t c0 = 0; c0 < nt; c0 += 64) {
-      const int64_t len = std::min<int64_t>(64, nt - c0);
-      uint64_t pos = 0;
-      int64_t c = 0;
-      for (; c + 4 <= len; c += 4) {
-        const __m256d v = _mm256_loadu_pd(s + c0 + c);
-        pos |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ))) << c;
-        fail |= _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ))) ^ 15;
-      }
-      for (; c < len; ++c) {
-        const double v = s[c0 + c];
-        pos |= static_cast<uint64_t>(v > 0) << c;
-        fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
-      }
-      for (; pos; pos &= pos - 1) {
-        const int64_t j = c0 + __builtin_ctzll(pos);
-        er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j), es[n] = s[j];
-        ++n;
-      }
+  int64_t n = 0, r = 0, row_end = nt;
+  const int64_t total = ng * nt;
+  for (int64_t c0 = 0; c0 < total; c0 += 64) {
+    const int64_t len = std::min<int64_t>(64, total - c0);
+    uint64_t pos = 0;
+    int64_t c = 0;
+    for (; c + 4 <= len; c += 4) {
+      const __m256d v = _mm256_loadu_pd(s + c0 + c);
+      pos |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ))) << c;
+      fail |= _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ))) ^ 15;
     }
+    for (; c < len; ++c) {
+      const double v = s[c0 + c];
+      pos |= static_cast<uint64_t>(v > 0) << c;
+      fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
+    }
+    RF_SCAN_EMIT(pos, c0)
   }
   bad |= fail != 0;
   return n;
 }
+#undef RF_SCAN_EMIT
 #endif
 
 int64_t scan_frame_scalar(const double* s, int64_t ng, int64_t nt, int32_t* er, int32_t* ec, double* es, bool& bad) {
@@ -343,9 +351,13 @@ int64_t scan_frame_scalar(const double* s, int64_t ng, int64_t nt, int32_t* er, 
 
 using ScanFn = int64_t (*)(const double*, int64_t, int64_t, int32_t*, int32_t*, double*, bool&);
 
+// The widest scan the CPU runs; ROMP_FAST_TRACKING_SCAN=scalar|avx2 picks a narrower one (tests).
 ScanFn pick_scan() {
+  const char* force = std::getenv("ROMP_FAST_TRACKING_SCAN");
+  const std::string want = force ? force : "";
+  if (want == "scalar") return scan_frame_scalar;
 #ifdef RF_SCAN_X86
-  if (__builtin_cpu_supports("avx512f")) return scan_frame_avx512;
+  if (want != "avx2" && __builtin_cpu_supports("avx512f")) return scan_frame_avx512;
   if (__builtin_cpu_supports("avx2")) return scan_frame_avx2;
 #endif
   return scan_frame_scalar;

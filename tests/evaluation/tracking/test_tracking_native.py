@@ -126,3 +126,47 @@ def test_buffer_protocol_objects_are_read_in_place(te):
     assert got is not None
     te.same(ref, native._results(*got, ("HOTA", "CLEAR", "Identity"), data["num_timesteps"], data["num_gt_ids"],
                                  data["num_gt_dets"], data["num_tracker_dets"]), "memoryviews")
+
+
+@pytest.mark.parametrize("scan", ["scalar", "avx2"])
+def test_narrower_scans_give_the_same_counts(scan, tmp_path):
+    # The kernel picks its widest scan (AVX-512 / AVX2 / scalar) once per process; the narrower ones
+    # run in a subprocess, on frames of many widths (tails of every length) and with invalid values.
+    import subprocess
+    import sys
+    script = tmp_path / "scan.py"
+    script.write_text(
+        "import pickle, sys, numpy as np\n"
+        "from romp_fast.evaluation.tracking import native\n"
+        "from romp_fast.evaluation.tracking.synthetic import make_sequence, to_trackeval\n"
+        "out = []\n"
+        "for seed, per in ((0, 3), (1, 9), (2, 17), (3, 40)):\n"
+        "    gt, tr = make_sequence(seed=seed, num_frames=40, num_ids=per + 5, per_frame=per, fp=2.0, miss=0.2)\n"
+        "    d = to_trackeval(gt, tr, 40)\n"
+        "    out.append(native._counts_from_lists(d, 7, 0.5, native.DENSE_LIMIT))\n"
+        "for f, where, value in ((5, -1, np.nan), (6, 0, -1.0)):\n"  # in a frame's tail, in a vector
+        "    old = d['similarity_scores'][f].flat[where]\n"
+        "    d['similarity_scores'][f].flat[where] = value\n"
+        "    try:\n"
+        "        native._counts_from_lists(d, 7, 0.5, native.DENSE_LIMIT)\n"
+        "        out.append('no error')\n"
+        "    except ValueError as e:\n"
+        "        out.append(str(e))\n"
+        "    d['similarity_scores'][f].flat[where] = old\n"
+        "sys.stdout.buffer.write(pickle.dumps(out))\n")
+    import os
+    import pickle
+    runs = {}
+    for name in (scan, "default"):
+        env = dict(os.environ)
+        env.pop("ROMP_FAST_TRACKING_SCAN", None)
+        if name != "default":
+            env["ROMP_FAST_TRACKING_SCAN"] = name
+        res = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, check=True)
+        runs[name] = pickle.loads(res.stdout)
+    for a, b in zip(runs[scan][:-2], runs["default"][:-2]):
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:] == b[1:]
+    assert runs[scan][-2:] == runs["default"][-2:]
+    assert "similarity_scores[5] holds nan" in runs[scan][-2]
+    assert "similarity_scores[6] holds -1" in runs[scan][-1]
