@@ -1,6 +1,7 @@
-// CPU kernel behind romp_fast.evaluation.tracking's default path: one pass over a sequence's flat
-// arrays that accumulates every count HOTA, CLEAR and Identity need, exactly as TrackEval defines
-// them (trackeval/metrics/{hota,clear,identity}.py, PyPI trackeval 1.3.0):
+// CPU kernel behind romp_fast.evaluation.tracking's default path: one pass over a sequence (TrackEval's
+// per-frame lists read in place, or flat arrays) that accumulates every count HOTA, CLEAR and
+// Identity need, exactly as TrackEval defines them (trackeval/metrics/{hota,clear,identity}.py,
+// PyPI trackeval 1.3.0):
 //
 // - HOTA (Luiten et al., IJCV 2020): per pair of detections the soft match sim / (row sum + column
 //   sum - sim) summed per (gt id, tracker id) into C; alignment A = C / (n_g + n_t - C); per frame one
@@ -19,36 +20,35 @@
 // exact solver of linear_assignment (lsa_solver.h). The matched pairs that count are TrackEval's
 // whenever each optimum is unique. The Python reference is romp_fast/evaluation/tracking/{hota,
 // clear,identity}.py; tests/evaluation/tracking compares both with TrackEval.
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <torch/library.h>
 #ifdef ROMP_FAST_NUMPY
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
 #endif
-#include <torch/library.h>
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
-#include <atomic>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "lsa_solver.h"
 #include "share_work.h"
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
-#include <ATen/Parallel.h>
 
 namespace romp_fast {
 namespace {
@@ -245,7 +245,7 @@ class SparseMatcher {
   // first best in enumeration order wins ties.
   static void enumerate(const double (&d)[4][5], int32_t n, int32_t m, int32_t row, unsigned used, double sum,
                         int32_t* pick, double& best, int32_t* best_pick) {
-    if (row == n) {
+    if (row >= n || row >= 4) {  // n <= 4 (the second test tells the compiler so)
       if (sum > best) best = sum, std::copy_n(pick, n, best_pick);
       return;
     }
@@ -319,7 +319,8 @@ __attribute__((target("avx2"))) int64_t scan_frame_avx2(const double* s, int64_t
     for (; c + 4 <= len; c += 4) {
       const __m256d v = _mm256_loadu_pd(s + c0 + c);
       pos |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ))) << c;
-      fail |= _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ))) ^ 15;
+      const __m256d ok = _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ));
+      fail |= _mm256_movemask_pd(ok) ^ 15;  // NaN fails
     }
     for (; c < len; ++c) {
       const double v = s[c0 + c];
@@ -453,7 +454,8 @@ void scan_frames(const Frames& fr, int64_t f0, int64_t f1, int64_t G, int64_t T,
       }
       return;
     }
-    out.er.ensure(K + ng * nt, K), out.ec.ensure(K + ng * nt, K), out.es.ensure(K + ng * nt, K);  // room for every entry
+    const int64_t room = K + ng * nt;  // room for every entry of the frame
+    out.er.ensure(room, K), out.ec.ensure(room, K), out.es.ensure(room, K);
     bool bad = false;
     K += scan(fr.sim[f], ng, nt, out.er.data() + K, out.ec.data() + K, out.es.data() + K, bad);
     out.eptr[f - f0 + 1] = K;
@@ -499,7 +501,8 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   }
   cut.push_back(F);
   std::vector<Scan> parts(cut.size() - 1);
-  share_work(static_cast<int64_t>(parts.size()), at::get_num_threads(), [&](int64_t i) { scan_frames(fr, cut[i], cut[i + 1], G, T, parts[i]); });
+  share_work(static_cast<int64_t>(parts.size()), at::get_num_threads(),
+             [&](int64_t i) { scan_frames(fr, cut[i], cut[i + 1], G, T, parts[i]); });
   for (const Scan& p : parts) TORCH_CHECK_VALUE(p.error.empty(), p.error);  // the earliest frame's problem
   std::vector<int64_t> gt_count(G, 0), tr_count(T, 0), eptr(F + 1, 0);
   int64_t K = 0;
@@ -841,10 +844,11 @@ class FrameViews {
 }  // namespace
 
 // romp_fast._C._tracking_counts_lists(gt_ids, tracker_ids, similarity_scores, G, T, alpha_min, clear_min,
-// id_min, metrics, dense_limit): the counts from TrackEval's per-frame lists of numpy arrays (int64 ids,
-// float64 [n_gt, n_tracker] similarities), as (hota [5 * A] list, (CLR_TP, IDSW, MT, PT, Frag, IDTP),
-// MOTP_sum, gt detections, tracker detections); None when an array is not of that form (the caller falls back to the flat op); ValueError
-// for invalid values. A pybind11 function rather than a torch op: an op would need one tensor per frame.
+// id_min, metrics, dense_limit): the counts from TrackEval's per-frame lists of numpy arrays (int64
+// ids, float64 [n_gt, n_tracker] similarities), as (hota [5 * A] list, (CLR_TP, IDSW, MT, PT, Frag,
+// IDTP), MOTP_sum, gt detections, tracker detections); None when an array is not of that form (the
+// caller falls back to the flat op); ValueError for invalid values. A pybind11 function rather than
+// a torch op: an op would need one tensor per frame.
 void register_tracking(pybind11::module_& m) {
   namespace py = pybind11;
 #ifdef ROMP_FAST_NUMPY
