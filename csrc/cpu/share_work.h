@@ -14,9 +14,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <pthread.h>
 #include <thread>
 
 namespace romp_fast {
+
+// Set in a child process after fork(): ATen's inter-op pool has no threads there (fork copies only
+// the calling thread), so launched helpers would never run; the caller then works alone.
+inline std::atomic<bool> forked_child{false};
+inline const int fork_hook = pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); });
 
 // Runs fn(i) for every i in [0, n) on up to `threads` threads (the caller included); rethrows the
 // first exception a task raised, after every claimed task has finished. Per-thread state belongs in
@@ -25,7 +31,7 @@ template <typename Fn>
 void share_work(int64_t n, int64_t threads, Fn&& fn) {
   if (n <= 0) return;
   threads = std::min<int64_t>(threads, n);
-  if (threads <= 1 || at::in_parallel_region()) {
+  if (threads <= 1 || at::in_parallel_region() || forked_child.load(std::memory_order_relaxed)) {
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }

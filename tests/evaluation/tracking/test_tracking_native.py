@@ -170,3 +170,29 @@ def test_narrower_scans_give_the_same_counts(scan, tmp_path):
     assert runs[scan][-2:] == runs["default"][-2:]
     assert "similarity_scores[5] holds nan" in runs[scan][-2]
     assert "similarity_scores[6] holds -1" in runs[scan][-1]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_forked_child_computes_alone():
+    # After fork() ATen's inter-op pool has no threads (and its lock may be held by one that was not
+    # copied): the kernels must neither wait for helpers there nor hand them work.
+    import os
+    data = _data(10)
+    want = eval_sequence(data)["HOTA"]["HOTA"]
+    pid = os.fork()
+    if pid == 0:  # child: same numbers, then exit without running pytest's teardown
+        ok = np.array_equal(eval_sequence(data)["HOTA"]["HOTA"], want)
+        os._exit(0 if ok else 1)
+    import signal
+    import time
+    deadline = time.monotonic() + 60
+    while True:  # a child waiting for threads that fork() did not copy would hang: give it a minute
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish within 60 s")
+        time.sleep(0.05)
+    assert os.WEXITSTATUS(status) == 0
