@@ -54,10 +54,16 @@ void share_work(int64_t n, int64_t threads, Fn&& fn) {
       sh->done.fetch_add(1, std::memory_order_acq_rel);
     }
   };
-  for (int64_t t = 1; t < threads; ++t) at::launch(work);
+  std::exception_ptr launch_error;
+  try {
+    for (int64_t t = 1; t < threads; ++t) at::launch(work);
+  } catch (...) {  // e.g. no thread could be made: helpers already launched still need fn alive
+    launch_error = std::current_exception();
+  }
   work();
   while (sh->done.load(std::memory_order_acquire) < n) std::this_thread::yield();  // tasks helpers hold
   if (sh->error) std::rethrow_exception(sh->error);
+  if (launch_error) std::rethrow_exception(launch_error);
 }
 
 }  // namespace romp_fast

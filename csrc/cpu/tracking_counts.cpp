@@ -493,7 +493,9 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   // only the edges: zeros add nothing.
   int64_t total = 0;
   for (int64_t f = 0; f < F; ++f) total += (gptr[f + 1] - gptr[f]) * (tptr[f + 1] - tptr[f]);
-  const int64_t run_entries = std::max<int64_t>(65536, total / 8 + 1);
+  // Each run keeps id tables of G + T entries: fewer runs for very large id spaces.
+  const int64_t max_runs = std::clamp<int64_t>((int64_t{1} << 24) / (G + T + 1), 1, 8);
+  const int64_t run_entries = std::max<int64_t>(65536, total / max_runs + 1);
   std::vector<int64_t> cut{0};
   for (int64_t f = 0, acc = 0; f < F; ++f) {
     acc += (gptr[f + 1] - gptr[f]) * (tptr[f + 1] - tptr[f]);
@@ -538,7 +540,8 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     for (int64_t k = eptr[f]; k < eptr[f + 1]; ++k) ep[k] = pairs(gi[er[k]], ti[ec[k]]);
   }
   std::vector<int64_t> id_count;  // Identity: frames with sim >= id_min, per pair
-  if (want_id && !(id_min > 0)) {  // a threshold <= 0 admits the zero similarities too: every pair
+  const bool id_all_pairs = want_id && id_min <= 0;  // a threshold <= 0 admits zero similarities too
+  if (id_all_pairs) {  // every pair of detections that share a frame
     for (int64_t f = 0; f < F; ++f)
       for (int64_t i = 0; i < gptr[f + 1] - gptr[f]; ++i)
         for (int64_t j = 0; j < tptr[f + 1] - tptr[f]; ++j) {
@@ -630,7 +633,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   };
 
   auto run_identity = [&] {
-    if (id_min > 0) {  // the positive pairs at or above the threshold
+    if (!id_all_pairs) {  // the positive pairs at or above the threshold (none for a NaN threshold)
       id_count.assign(P, 0);
       for (int64_t k = 0; k < K; ++k) id_count[ep[k]] += es[k] >= id_min;
     }
@@ -655,18 +658,27 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
   };
 
   // 3. Task 0: HOTA's scores; task 1: CLEAR and Identity; then HOTA's matchings in chunks of frames
-  // (after task 0: a thread that gets there first waits for it).
-  std::atomic<bool> prepared{false};
+  // (after task 0: a thread that gets there first waits for it; if it failed, they do nothing and
+  // share_work rethrows its exception).
+  enum : int { kPending, kReady, kFailed };
+  std::atomic<int> prepared{kPending};
   const int64_t chunks = want_hota ? (F + kChunk - 1) / kChunk : 0;
   share_work(2 + chunks, at::get_num_threads(), [&](int64_t i) {
     if (i == 0) {
-      if (want_hota) hota_prepare();
-      prepared.store(true, std::memory_order_release);
+      try {
+        if (want_hota) hota_prepare();
+      } catch (...) {
+        prepared.store(kFailed, std::memory_order_release);
+        throw;
+      }
+      prepared.store(kReady, std::memory_order_release);
     } else if (i == 1) {
       if (want_clear) run_clear();
       if (want_id) run_identity();
     } else {
-      while (!prepared.load(std::memory_order_acquire)) std::this_thread::yield();
+      int state;
+      while ((state = prepared.load(std::memory_order_acquire)) == kPending) std::this_thread::yield();
+      if (state == kFailed) return;
       SparseMatcher matcher;
       const int64_t f0 = (i - 2) * kChunk;
       for (int64_t f = f0; f < std::min(F, f0 + kChunk); ++f) {
@@ -693,7 +705,7 @@ void tracking_counts(const Frames& fr, int64_t G, int64_t T, const double* alpha
     const int32_t k = hit[i];
     const double sk = es[k];
     // a guess from the 0.05 spacing, corrected by comparison
-    int64_t level = std::clamp<int64_t>(static_cast<int64_t>(sk * static_cast<double>(A + 1)), 0, A);
+    int64_t level = static_cast<int64_t>(std::clamp(sk * static_cast<double>(A + 1), 0.0, static_cast<double>(A)));
     while (level < A && sk >= alpha_min[level]) ++level;
     while (level > 0 && sk < alpha_min[level - 1]) --level;
     ++tp_hist[level];
@@ -811,8 +823,9 @@ class FrameViews {
 #ifdef ROMP_FAST_NUMPY
     if (numpy_api && PyArray_Check(obj)) {
       PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
-      const int want = floating ? NPY_FLOAT64 : NPY_INT64;
-      if (PyArray_NDIM(a) != ndim || PyArray_TYPE(a) != want || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
+      const bool kind_ok = floating ? PyArray_TYPE(a) == NPY_FLOAT64
+                                    : PyArray_ISINTEGER(a) && PyArray_ISSIGNED(a) && PyArray_ITEMSIZE(a) == 8;
+      if (PyArray_NDIM(a) != ndim || !kind_ok || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) ||
           !PyArray_ISNOTSWAPPED(a))
         return false;
       Py_INCREF(obj);
@@ -831,7 +844,9 @@ class FrameViews {
     const char* fmt = v.format ? v.format : "B";
     if (*fmt == '@' || *fmt == '=' || *fmt == '<') ++fmt;
     const bool kind_ok = floating ? (fmt[0] == 'd') : (fmt[0] == 'l' || fmt[0] == 'q');
-    if (v.ndim != ndim || v.itemsize != 8 || !kind_ok || fmt[1] != '\0') return false;
+    if (v.ndim != ndim || v.itemsize != 8 || !kind_ok || fmt[1] != '\0' ||
+        reinterpret_cast<uintptr_t>(v.buf) % alignof(double) != 0)
+      return false;
     out = {v.buf, v.shape[0], ndim == 2 ? v.shape[1] : 1};
     return true;
   }
@@ -859,22 +874,31 @@ void register_tracking(pybind11::module_& m) {
       "_tracking_counts_lists",
       [](py::list gt_ids, py::list tracker_ids, py::list sims, int64_t G, int64_t T, std::vector<double> alpha_min,
          double clear_min, double id_min, int64_t metrics, int64_t dense_limit) -> py::object {
-        const int64_t F = static_cast<int64_t>(py::len(gt_ids));
-        if (static_cast<int64_t>(py::len(tracker_ids)) != F || static_cast<int64_t>(py::len(sims)) != F)
-          return py::none();
+        // The lists' own sizes (a subclass's __len__ is not trusted: items are read unchecked).
+        const int64_t F = PyList_GET_SIZE(gt_ids.ptr());
+        if (PyList_GET_SIZE(tracker_ids.ptr()) != F || PyList_GET_SIZE(sims.ptr()) != F) return py::none();
         Frames fr;
         fr.F = F;
         fr.sim.resize(F), fr.gid.resize(F), fr.tid.resize(F), fr.gptr.resize(F + 1), fr.tptr.resize(F + 1);
         FrameViews views(3 * F);
+        std::vector<ArrayView> gv(F), tv(F);
         for (int64_t f = 0; f < F; ++f) {
-          ArrayView g, t, s;
-          if (!views.get(PyList_GET_ITEM(gt_ids.ptr(), f), 1, false, g) ||
-              !views.get(PyList_GET_ITEM(tracker_ids.ptr(), f), 1, false, t) ||
-              !views.get(PyList_GET_ITEM(sims.ptr(), f), 2, true, s) || s.rows != g.rows || s.cols != t.rows)
+          ArrayView s;
+          if (!views.get(PyList_GET_ITEM(gt_ids.ptr(), f), 1, false, gv[f]) ||
+              !views.get(PyList_GET_ITEM(tracker_ids.ptr(), f), 1, false, tv[f]) ||
+              !views.get(PyList_GET_ITEM(sims.ptr(), f), 2, true, s) || s.rows != gv[f].rows || s.cols != tv[f].rows)
             return py::none();
-          fr.gid[f] = static_cast<const int64_t*>(g.data), fr.tid[f] = static_cast<const int64_t*>(t.data);
           fr.sim[f] = static_cast<const double*>(s.data);
-          fr.gptr[f + 1] = fr.gptr[f] + g.rows, fr.tptr[f + 1] = fr.tptr[f] + t.rows;
+          fr.gptr[f + 1] = fr.gptr[f] + gv[f].rows, fr.tptr[f + 1] = fr.tptr[f] + tv[f].rows;
+        }
+        // Ids are read many times (and index arrays) after the GIL is released: copies, so another
+        // thread writing to the arrays meanwhile cannot turn a checked id into an out-of-range one.
+        // Similarities are read once.
+        std::vector<int64_t> gid(fr.gptr[F]), tid(fr.tptr[F]);
+        for (int64_t f = 0; f < F; ++f) {
+          std::copy_n(static_cast<const int64_t*>(gv[f].data), gv[f].rows, gid.data() + fr.gptr[f]);
+          std::copy_n(static_cast<const int64_t*>(tv[f].data), tv[f].rows, tid.data() + fr.tptr[f]);
+          fr.gid[f] = gid.data() + fr.gptr[f], fr.tid[f] = tid.data() + fr.tptr[f];
         }
         Counts c;
         std::string error;

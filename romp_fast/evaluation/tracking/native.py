@@ -100,6 +100,8 @@ def eval_native(data, metrics, threshold: float = 0.5, *, dense_limit: int = DEN
             return None
     if Dg == 0 or Dt == 0 or F == 0:  # TrackEval's early exits: the numpy path has them
         return None
+    if not np.isfinite(threshold):  # compared as TrackEval compares it, on the numpy path
+        return None
     if "CLEAR" in metrics:
         clear.check_threshold(threshold)
     mask = sum(_BITS[m] for m in set(metrics))

@@ -196,3 +196,59 @@ def test_forked_child_computes_alone():
             pytest.fail("the forked child did not finish within 60 s")
         time.sleep(0.05)
     assert os.WEXITSTATUS(status) == 0
+
+
+def test_list_subclass_length_is_not_trusted():
+    # items are read without bounds checks: the kernel must use the lists' real sizes
+    from romp_fast.ops import _C
+
+    class Liar(list):
+        def __len__(self):
+            return 2
+
+    one = np.array([0])
+    gl, tl, sl = Liar([one]), Liar([one]), Liar([np.array([[0.9]])])
+    got = _C._tracking_counts_lists(gl, tl, sl, 1, 1, native._ALPHA_MIN.tolist(), 0.5 - native.EPS, 0.5, 7,
+                                    native.DENSE_LIMIT)
+    assert got is not None and got[3:] == (1, 1)  # one frame, one gt and one tracker detection
+    assert got[1][0] == 1 and got[1][5] == 1  # CLR_TP, IDTP
+
+
+def test_identity_nan_threshold_counts_nothing_as_trackeval(te):
+    data = _data(11)
+    ref = te.run(data, float("nan"))
+    got = eval_sequence(data, metrics=["Identity"], threshold=float("nan"))
+    te.same(ref, got, "nan threshold")
+    assert got["Identity"]["IDTP"] == 0
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_allocation_failure_raises_instead_of_hanging(tmp_path):
+    # If HOTA's preparation fails (here: bad_alloc under an address-space cap), the threads waiting to
+    # match frames must give up and the error must reach Python. Whatever the cap does on a given
+    # machine, the call has to finish.
+    import subprocess
+    import sys
+    script = tmp_path / "cap.py"
+    script.write_text(
+        "import resource, numpy as np, torch\n"
+        "from romp_fast.ops import _C\n"
+        "from romp_fast.evaluation.tracking import native\n"
+        "torch.set_num_threads(2)\n"
+        "A = native._ALPHA_MIN.tolist()\n"
+        "G, F = 50000, 200\n"
+        "gl = [np.arange(G, dtype=np.int64) for _ in range(F)]\n"
+        "tl = [np.zeros(0, np.int64) for _ in range(F)]\n"
+        "sl = [np.zeros((G, 0)) for _ in range(F)]\n"
+        "small = ([np.array([0])] * 300, [np.array([0])] * 300, [np.array([[0.5]])] * 300)\n"
+        "for _ in range(3):\n"
+        "    _C._tracking_counts_lists(*small, 1, 1, A, 0.5, 0.5, 7, 1 << 22)  # starts the helper pool\n"
+        "vm = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + 40 * 2**20, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    _C._tracking_counts_lists(gl, tl, sl, G, 1, A, 0.5, 0.5, 1, 1 << 22)\n"
+        "    print('finished')\n"
+        "except MemoryError:\n"
+        "    print('MemoryError')\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() in ("finished", "MemoryError"), res.stdout + res.stderr
