@@ -6,7 +6,8 @@
 // forbidden entry costs F = hi + (rows + 1) * (hi - lo) + 1 + |hi| (lo, hi: range of the allowed
 // entries): a matching with k forbidden pairs then always costs more than any with k - 1, so the
 // solver first minimises the number of forbidden pairs and then the allowed total; forbidden pairs
-// are dropped from the answer.
+// are dropped from the answer. Problems whose costs span too wide a range for float64 (range_solvable)
+// are refused.
 #pragma once
 
 #include <cmath>
@@ -39,6 +40,17 @@ struct Gate {
 LSA_HD double forbidden_cost(double lo, double hi, int64_t rows) {
   if (!(hi >= lo)) return 1.0;  // nothing allowed
   return hi + static_cast<double>(rows + 1) * (hi - lo) + 1.0 + fabs(hi);
+}
+
+// Whether the solve stays finite in float64. The duals of the shortest-path method stay within about
+// rows x (range of the costs it sees) of the costs, and the search adds and subtracts them; once that
+// bound overflows, reduced costs turn into inf or NaN and the search can no longer reach a column
+// (it would loop). lo: the smallest allowed cost; top: the largest cost the solver sees (the
+// largest allowed one, or forbidden_cost when some entry is forbidden). Such problems are refused.
+LSA_HD bool range_solvable(double lo, double top, int64_t rows) {
+  if (!(top >= lo)) return true;  // nothing allowed: every entry costs the same
+  const double b = static_cast<double>(rows + 2) * (top - lo) + fabs(top) + fabs(lo);
+  return b - b == 0;  // finite
 }
 
 }  // namespace lsa

@@ -278,18 +278,19 @@ void solve_portable(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate
   const bool any_forbidden = gate.limit == std::numeric_limits<double>::infinity()
                                  ? convert(std::false_type{})
                                  : convert(std::true_type{});
-  if (any_forbidden) {
-    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-    for (int64_t k = 0; k < nr * nc; ++k) {  // range of the allowed entries (NaN compares false)
-      lo = C[k] < lo ? C[k] : lo;
-      hi = C[k] > hi ? C[k] : hi;
-    }
-    const double F = forbidden_cost(lo, hi, nr);
-    if (!std::isfinite(F))
-      throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
-                             "them in float64");
-    for (int64_t k = 0; k < nr * nc; ++k) C[k] = C[k] == C[k] ? C[k] : F;  // branch-free
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (int64_t k = 0; k < nr * nc; ++k) {  // range of the allowed entries (NaN compares false)
+    lo = C[k] < lo ? C[k] : lo;
+    hi = C[k] > hi ? C[k] : hi;
   }
+  const double F = any_forbidden ? forbidden_cost(lo, hi, nr) : hi;
+  if (!std::isfinite(F))
+    throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
+                           "them in float64");
+  if (!range_solvable(lo, F, nr))
+    throw std::range_error("allowed costs span too wide a range to solve in float64");
+  if (any_forbidden)
+    for (int64_t k = 0; k < nr * nc; ++k) C[k] = C[k] == C[k] ? C[k] : F;  // branch-free
   const int64_t n_free = jv_start(w, nr, nc);
   for (int64_t k = 0; k < n_free; ++k) augment_row(w, nc, w.free_rows[k]);
   // A pair is reported only if allowed; the gate is re-read from the input for the chosen ones.
@@ -702,11 +703,14 @@ LSA_512 void solve(const T* cost, int64_t N, int64_t rc, int64_t cc, const Gate&
   const Prob p = layout(w, tr ? cc : rc, tr ? rc : cc);
   double lo, hi;
   const bool any_forbidden = convert(cost, N, rc, cc, tr, gate, p, lo, hi);
+  const double top = any_forbidden ? forbidden_cost(lo, hi, p.nr) : hi;
+  if (any_forbidden && !std::isfinite(top))
+    throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
+                           "them in float64");
+  if (!range_solvable(lo, top, p.nr))
+    throw std::range_error("allowed costs span too wide a range to solve in float64");
   if (any_forbidden) {  // the big finite cost of lsa_common.h, on the real columns only
-    const double F = forbidden_cost(lo, hi, p.nr);
-    if (!std::isfinite(F))
-      throw std::range_error("allowed costs span too wide a range to rank forbidden pairs below "
-                             "them in float64");
+    const double F = top;
     const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity()), f = _mm512_set1_pd(F);
     for (int64_t i = 0; i < p.nr; ++i) {
       for (int64_t k = 0; k < p.nv; ++k) {

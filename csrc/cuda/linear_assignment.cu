@@ -97,7 +97,7 @@ __global__ void lsa_kernel(const T* __restrict__ cost, int64_t B, int64_t M, int
   lo = warp_min(lo);
   hi = warp_max(hi);
   C.F = lsa::forbidden_cost(lo, hi, nr);
-  if (!isfinite(C.F)) return;
+  if (!isfinite(C.F) || !lsa::range_solvable(lo, C.F, nr)) return;
   Scratch s = carve(ws + b * ws_stride, nr, nc);
   for (int64_t j = lane; j < nc; j += 32) s.v[j] = 0, s.row4col[j] = -1;
   for (int64_t r = lane; r < nr; r += 32) s.u[r] = 0, s.col4row[r] = -1;

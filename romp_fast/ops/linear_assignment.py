@@ -68,15 +68,22 @@ def linear_assignment_reference(cost, row_counts=None, col_counts=None, max_cost
             if max_cost is not None:
                 allowed &= g <= (-max_cost if maximize else max_cost)
         big = 1.0
-        if allowed.any() and not allowed.all():
+        if allowed.any():
             lo, hi = g[allowed].min(), g[allowed].max()
-            # Any matching with k forbidden pairs costs more than every one with k - 1
-            # (csrc/lsa_common.h): maximum cardinality first, then minimum cost.
-            with np.errstate(over="ignore"):
-                big = hi + (min(block.shape) + 1) * (hi - lo) + 1 + abs(hi)
-            if not np.isfinite(big):
-                raise ValueError(f"linear_assignment: problem {b}: allowed costs span too wide a range "
-                                 "to rank forbidden pairs below them in float64")
+            n = min(block.shape)
+            top = hi
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not allowed.all():
+                    # Any matching with k forbidden pairs costs more than every one with k - 1
+                    # (csrc/lsa_common.h): maximum cardinality first, then minimum cost.
+                    big = top = hi + (n + 1) * (hi - lo) + 1 + abs(hi)
+                    if not np.isfinite(big):
+                        raise ValueError(f"linear_assignment: problem {b}: allowed costs span too wide a range "
+                                         "to rank forbidden pairs below them in float64")
+                # lsa_common.h range_solvable: the solvers' duals must stay finite
+                if not np.isfinite((n + 2) * (top - lo) + abs(top) + abs(lo)):
+                    raise ValueError(f"linear_assignment: problem {b}: allowed costs span too wide a range "
+                                     "to solve in float64")
         r, k = linear_sum_assignment(np.where(allowed, g, big))
         keep = allowed[r, k]
         out[b, r[keep]] = k[keep]
@@ -93,6 +100,11 @@ def linear_assignment(cost, *, row_counts=None, col_counts=None, max_cost=None, 
         maximize (bool): maximise the total instead.
     Returns:
         Tensor[B, M] int64: the column matched to each row, -1 if none. Not differentiable.
+    Raises:
+        ValueError (CPU): a problem whose allowed costs span too wide a range for float64 (with
+        r = min(rows, cols) of the block: (r + 2) * (largest - smallest cost the solver sees) must
+        stay finite; the largest is the forbidden-pair cost when an entry is forbidden). The CUDA
+        kernel leaves such a problem unmatched (-1) instead, without a host synchronisation.
     """
     row_counts, col_counts = _check(cost, row_counts, col_counts, max_cost)
     max_cost = None if max_cost is None else float(max_cost)

@@ -314,7 +314,7 @@ def test_batches_split_over_threads(two_threads, M, N):
 def test_error_in_a_split_batch(two_threads, bad):
     """A refused problem anywhere in a batch solved by several threads raises its own error."""
     cost = torch.rand(4000, 5, 6, dtype=F64)
-    cost[bad] = torch.tensor([3e307, -3e307] * 15, dtype=F64).view(5, 6)
+    cost[bad] = torch.tensor([1e307, -1e307] * 15, dtype=F64).view(5, 6)  # solvable until an entry is forbidden
     cost[bad, 0, 0] = INF
     with pytest.raises(ValueError, match=rf"linear_assignment: problem {bad}: allowed costs span too wide"):
         torch.ops.romp_fast.linear_assignment(cost, None, None, None, False)
@@ -437,8 +437,9 @@ def test_forbidden_hand_built(device, path):
 
 def test_too_wide_cost_range():
     """Costs that would overflow the forbidden-pair ranking: refused, naming the problem (kernel and
-    both wrapper paths); a range without forbidden entries is solved normally."""
-    ok = torch.tensor([[[1.0, 5.0], [3.0, 4.0]], [[3e307, -3e307], [-3e307, 3e307]]], dtype=F64)
+    both wrapper paths); a wide range without forbidden entries that stays solvable is solved
+    normally."""
+    ok = torch.tensor([[[1.0, 5.0], [3.0, 4.0]], [[1e307, -1e307], [-1e307, 1e307]]], dtype=F64)
     wide = ok.clone()
     wide[1, 0, 0] = INF
     with pytest.raises(ValueError, match=r"linear_assignment: problem 1: allowed costs span too wide a range"):
@@ -449,6 +450,31 @@ def test_too_wide_cost_range():
     res = solve_both(ok)
     for r in res.values():
         assert r.tolist() == [[0, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("cost", [
+    [[-1e308, -1e308], [1e308, 1.7e308]],
+    [[-9e307, 1e308, 0, 9e307, 9e307], [1.7e308, 9e307, -1e308, 1.7e308, 9e307], [0, 9e307, -1e308, 1e308, 1.7e308],
+     [9e307, -1.7e308, 1, -1.7e308, 9e307], [-1.7e308, 1.7e308, 9e307, 9e307, 1]],
+], ids=["2x2", "5x5"])
+def test_costs_near_the_float64_limit_are_refused_not_looped_on(cost):
+    """Without forbidden entries too: reduced costs near 1e308 overflow to inf / NaN, after which the
+    path search used to loop forever (both CPU solvers). Refused like a too-wide forbidden range,
+    by the kernel (both solvers) and the reference."""
+    import os
+    import subprocess
+    import sys
+    c = torch.tensor([cost], dtype=F64)
+    for path in PATHS:
+        with pytest.raises(ValueError, match=r"linear_assignment: problem 0: allowed costs span too wide a range"):
+            solve(path, c)
+    script = ("import torch, romp_fast.ops as ops\n"
+              f"c = torch.tensor([{cost!r}], dtype=torch.float64)\n"
+              "try:\n    ops.linear_assignment(c); print('solved')\n"
+              "except ValueError as e:\n    print('refused' if 'too wide' in str(e) else e)\n")
+    res = subprocess.run([sys.executable, "-c", script], env={**os.environ, "ROMP_FAST_LSA_PORTABLE": "1"},
+                         capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "refused", res.stdout + res.stderr
 
 
 # --------------------------------------------------------------------------- gating and maximize
