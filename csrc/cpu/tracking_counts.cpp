@@ -269,25 +269,41 @@ class SparseMatcher {
 // compare into a 64-bit mask per 64 entries, then one step per positive entry. Plain loads only:
 // masked loads are several times slower on some AMD cores, so the last few entries of a frame
 // are compared one by one.
+// What the vector scans share: the entries of a 64-entry block compared one by one (the tail of a
+// frame), and the positive entries of a block appended with their row and column.
+inline void scan_tail(const double* s, int64_t from, int64_t len, uint64_t& pos, bool& fail) {
+  for (int64_t c = from; c < len; ++c) {
+    pos |= static_cast<uint64_t>(s[c] > 0) << c;
+    fail |= !(s[c] >= 0 && s[c] < std::numeric_limits<double>::infinity());
+  }
+}
+
+struct ScanOut {
+  int32_t *er, *ec;
+  double* es;
+  int64_t nt, n = 0, r = 0, row_end;
+  ScanOut(int32_t* er_, int32_t* ec_, double* es_, int64_t nt_) : er(er_), ec(ec_), es(es_), nt(nt_), row_end(nt_) {}
+  // Entries c0 + i for the set bits i of pos; entries come in increasing order, so the row only advances.
+  void emit(const double* s, uint64_t pos, int64_t c0) {
+    for (; pos; pos &= pos - 1) {
+      const int64_t j = c0 + __builtin_ctzll(pos);
+      while (j >= row_end) ++r, row_end += nt;
+      er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j - (row_end - nt)), es[n] = s[j];
+      ++n;
+    }
+  }
+};
+
 #if defined(__GNUC__) && defined(__x86_64__)
 #define RF_SCAN_X86 1
-#define RF_SCAN_EMIT(pos, base)                                                                  \
-  for (uint64_t m_ = (pos); m_; m_ &= m_ - 1) {                                                 \
-    const int64_t j_ = (base) + __builtin_ctzll(m_);                                             \
-    while (j_ >= row_end) ++r, row_end += nt;                                                    \
-    er[n] = static_cast<int32_t>(r), ec[n] = static_cast<int32_t>(j_ - (row_end - nt)), es[n] = s[j_]; \
-    ++n;                                                                                         \
-  }
-
 __attribute__((target("avx512f"))) int64_t scan_frame_avx512(const double* s, int64_t ng, int64_t nt, int32_t* er,
                                                               int32_t* ec, double* es, bool& bad) {
   const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   __mmask8 ok = 0xFF;
   bool fail = false;
-  int64_t n = 0, r = 0, row_end = nt;
-  const int64_t total = ng * nt;
-  for (int64_t c0 = 0; c0 < total; c0 += 64) {
-    const int64_t len = std::min<int64_t>(64, total - c0);
+  ScanOut out(er, ec, es, nt);
+  for (int64_t c0 = 0; c0 < ng * nt; c0 += 64) {
+    const int64_t len = std::min<int64_t>(64, ng * nt - c0);
     uint64_t pos = 0;
     int64_t c = 0;
     for (; c + 8 <= len; c += 8) {
@@ -295,44 +311,34 @@ __attribute__((target("avx512f"))) int64_t scan_frame_avx512(const double* s, in
       pos |= static_cast<uint64_t>(_mm512_cmp_pd_mask(v, zero, _CMP_GT_OQ)) << c;
       ok &= _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ);  // NaN fails
     }
-    for (; c < len; ++c) {
-      const double v = s[c0 + c];
-      pos |= static_cast<uint64_t>(v > 0) << c;
-      fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
-    }
-    RF_SCAN_EMIT(pos, c0)
+    scan_tail(s + c0, c, len, pos, fail);
+    out.emit(s, pos, c0);
   }
   bad |= fail || ok != 0xFF;
-  return n;
+  return out.n;
 }
 
 __attribute__((target("avx2"))) int64_t scan_frame_avx2(const double* s, int64_t ng, int64_t nt, int32_t* er,
                                                          int32_t* ec, double* es, bool& bad) {
   const __m256d zero = _mm256_setzero_pd(), inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
-  int fail = 0;
-  int64_t n = 0, r = 0, row_end = nt;
-  const int64_t total = ng * nt;
-  for (int64_t c0 = 0; c0 < total; c0 += 64) {
-    const int64_t len = std::min<int64_t>(64, total - c0);
+  int ok = 15;
+  bool fail = false;
+  ScanOut out(er, ec, es, nt);
+  for (int64_t c0 = 0; c0 < ng * nt; c0 += 64) {
+    const int64_t len = std::min<int64_t>(64, ng * nt - c0);
     uint64_t pos = 0;
     int64_t c = 0;
     for (; c + 4 <= len; c += 4) {
       const __m256d v = _mm256_loadu_pd(s + c0 + c);
       pos |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ))) << c;
-      const __m256d ok = _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ));
-      fail |= _mm256_movemask_pd(ok) ^ 15;  // NaN fails
+      ok &= _mm256_movemask_pd(_mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ)));
     }
-    for (; c < len; ++c) {
-      const double v = s[c0 + c];
-      pos |= static_cast<uint64_t>(v > 0) << c;
-      fail |= !(v >= 0 && v < std::numeric_limits<double>::infinity());
-    }
-    RF_SCAN_EMIT(pos, c0)
+    scan_tail(s + c0, c, len, pos, fail);
+    out.emit(s, pos, c0);
   }
-  bad |= fail != 0;
-  return n;
+  bad |= fail || ok != 15;
+  return out.n;
 }
-#undef RF_SCAN_EMIT
 #endif
 
 int64_t scan_frame_scalar(const double* s, int64_t ng, int64_t nt, int32_t* er, int32_t* ec, double* es, bool& bad) {

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from romp_fast.body.io import SafeUnpickler
+from romp_fast.body.io import BodyModelFileError, SafeUnpickler, safe_load_pickle
 from romp_fast.evaluation.matching import match_greedy_agora, match_hungarian
 
 
@@ -52,6 +52,15 @@ def load_npz_object(path, key):
         raise BenchmarkFileError(f"{path}: field '{key}' is not readable ({type(e).__name__}: {e})") from None
     arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
     return arr[()] if arr.dtype == object and arr.shape == () else arr
+
+
+def load_pickle(path, error=BenchmarkFileError):
+    """A pickle read with :class:`romp_fast.body.io.SafeUnpickler` (numpy arrays, scalars, builtins
+    only); an unreadable or unsafe file raises ``error`` with the reader's message, which names it."""
+    try:
+        return safe_load_pickle(path)
+    except (BodyModelFileError, OSError) as e:
+        raise error(str(e)) from None
 
 
 def load_mapping(path, key) -> dict:

@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from romp_fast.body.io import BodyModelFileError, atomic_write, load_body_model_data, safe_load_pickle
-from romp_fast.evaluation.benchmarks._io import (BenchmarkFileError, Progress, as_array, match_people,
-                                                 mean_or_nan, pad)
+from romp_fast.body.io import atomic_write, load_body_model_data
+from romp_fast.evaluation.benchmarks._io import (BenchmarkFileError, Progress, as_array, load_pickle,
+                                                 match_people, mean_or_nan, pad)
 from romp_fast.evaluation.matching import AGORA_IOU_THRESH
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics import mpjpe, pve
@@ -159,10 +159,7 @@ def prediction_index(pred_dir) -> dict:
 
 
 def _read_prediction(f):
-    try:
-        d = safe_load_pickle(f)
-    except BodyModelFileError as e:
-        raise BenchmarkFileError(str(e)) from None
+    d = load_pickle(f)
     if not isinstance(d, dict) or "joints" not in d:
         raise BenchmarkFileError(f"{f}: missing field 'joints'")
     def field(k, shape):

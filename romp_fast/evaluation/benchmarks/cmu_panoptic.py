@@ -45,9 +45,8 @@ import numpy as np
 import torch
 
 from romp_fast.body import joints as J
-from romp_fast.body.io import BodyModelFileError, safe_load_pickle
 from romp_fast.evaluation.benchmarks._io import (BenchmarkFileError, Progress, as_array, load_mapping,
-                                                 match_people, mean_or_nan, pad)
+                                                 load_pickle, match_people, mean_or_nan, pad)
 from romp_fast.evaluation.matching import ROMP_IOU_THRESH
 from romp_fast.evaluation.report import BenchmarkResult
 from romp_fast.metrics import mpjpe
@@ -96,10 +95,7 @@ def load_cmu_gt(path, min_conf_2d=None) -> dict:
         if not files:
             raise BenchmarkFileError(f"{path}: no .pkl annotation files")
         for f in files:
-            try:
-                infos = safe_load_pickle(f)
-            except (BodyModelFileError, OSError) as e:
-                raise BenchmarkFileError(str(e)) from None
+            infos = load_pickle(f)
             if not isinstance(infos, (list, tuple)):
                 raise BenchmarkFileError(f"{f}: expected a list of per-image dicts, got {type(infos).__name__}")
             for i, info in enumerate(infos):

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from romp_fast.body.io import BodyModelFileError, safe_load_pickle
+from romp_fast.evaluation.benchmarks._io import load_pickle
 
 SPLITS = ("train", "validation", "test")
 OPENPOSE_18 = ("Nose", "Neck", "R_Shoulder", "R_Elbow", "R_Wrist", "L_Shoulder", "L_Elbow", "L_Wrist",
@@ -136,10 +136,7 @@ def _per_person(data, key, path, P, F, tail, dtype=np.float64, optional=False):
 def read_sequence(path, need_2d=False, need_joints=False) -> Sequence:
     """Read and validate one sequence pickle (see the module docstring for the fields)."""
     path = Path(path)
-    try:
-        data = safe_load_pickle(path)
-    except BodyModelFileError as e:
-        raise ThreeDPWFormatError(str(e)) from None
+    data = load_pickle(path, ThreeDPWFormatError)
     if not isinstance(data, dict):
         raise ThreeDPWFormatError(f"{path}: a 3DPW sequence file holds a dict, got {type(data).__name__}")
     for key in ("genders", "poses", "betas", "campose_valid", "cam_poses"):
@@ -274,10 +271,7 @@ def _read_npz(path, sequence=None) -> Predictions:
 
 def _read_official(path) -> Predictions:
     """A 3DPW challenge submission pkl -> rows for every (person, frame)."""
-    try:
-        data = safe_load_pickle(path)
-    except BodyModelFileError as e:
-        raise ThreeDPWFormatError(str(e)) from None
+    data = load_pickle(path, ThreeDPWFormatError)
     if not isinstance(data, dict) or "jointPositions" not in data:
         raise ThreeDPWFormatError(f"{path}: missing field 'jointPositions' (challenge submission format)")
     jp = np.asarray(data["jointPositions"], dtype=np.float64)

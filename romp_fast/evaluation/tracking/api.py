@@ -41,11 +41,15 @@ def eval_sequence(data, *, metrics=METRICS, threshold: float = 0.5, exact: bool 
         array fields are float64[19] over alpha = 0.05 .. 0.95.
     """
     metrics = _check_metrics(metrics)
-    if not exact:
-        out = native.eval_native(data, metrics, threshold)
+    if not exact and not isinstance(data, Sequence):
+        out = native.eval_lists(data, metrics, threshold)
         if out is not None:
             return out
     seq = data if isinstance(data, Sequence) else from_trackeval(data, keep_frames=exact)
+    if not exact:
+        out = native.eval_flat(seq, metrics, threshold)
+        if out is not None:
+            return out
     return {m: _EVAL[m](seq, threshold, exact) for m in metrics}
 
 

@@ -1,12 +1,15 @@
 """The default path of :func:`~romp_fast.evaluation.tracking.eval_sequence`: every count HOTA, CLEAR
-and Identity need, accumulated in one native call (``torch.ops.romp_fast._tracking_counts``,
-csrc/cpu/tracking_counts.cpp) over the sequence's flat arrays; the final fields are then computed
-by the same functions as the numpy path (:mod:`.hota`, :mod:`.clear`, :mod:`.identity`).
+and Identity need, accumulated in one native call (csrc/cpu/tracking_counts.cpp); the final fields
+are then computed by the same functions as the numpy path (:mod:`.hota`, :mod:`.clear`,
+:mod:`.identity`).
 
-The numpy modules stay the reference and the fallback: :func:`eval_native` returns None whenever
-it does not apply (no extension, TrackEval's early exits for sequences without gt or tracker
-detections, or input the kernel rejects: the numpy path then raises its error naming the key,
-frame and shape).
+Two entry points: :func:`eval_lists` reads TrackEval's per-frame lists in place
+(``romp_fast._C._tracking_counts_lists``); :func:`eval_flat` takes a prepared
+:class:`~.sequence.Sequence` (``torch.ops.romp_fast._tracking_counts``). Both return None where
+they do not apply (no extension, TrackEval's early exits for sequences without gt or tracker
+detections, a non-finite threshold, and for the lists: arrays not read in place or values the
+kernel rejects); the caller then prepares a Sequence with ``from_trackeval``, which names any
+offending key, frame and shape, and the numpy modules stay the reference and the fallback.
 """
 from __future__ import annotations
 
@@ -27,34 +30,18 @@ def available() -> bool:
     return ops.native_available("cpu") and hasattr(torch.ops.romp_fast, "_tracking_counts")
 
 
-def _flat(data: dict):
-    """TrackEval's per-frame lists -> flat arrays, or None when anything looks off (the numpy path
-    then validates and names the problem)."""
-    try:
-        F = int(data["num_timesteps"])
-        G, T = int(data["num_gt_ids"]), int(data["num_tracker_ids"])
-        gl, tl, sl = data["gt_ids"], data["tracker_ids"], data["similarity_scores"]
-        if len(gl) != F or len(tl) != F or len(sl) != F or F == 0:
-            return None
-        ng = np.fromiter(map(len, gl), np.int64, F)
-        nt = np.fromiter(map(len, tl), np.int64, F)
-        gt, tr = np.concatenate(gl), np.concatenate(tl)
-        if gt.ndim != 1 or tr.ndim != 1 or gt.dtype.kind not in "iu" or tr.dtype.kind not in "iu":
-            return None
-        if len(gt) != int(data["num_gt_dets"]) or len(tr) != int(data["num_tracker_dets"]):
-            return None
-        if [s.shape for s in sl] != list(zip(ng.tolist(), nt.tolist())):
-            return None
-        sim = np.concatenate(sl, axis=None)
-        if sim.dtype.kind != "f":
-            return None
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-    ptr = np.zeros((2, F + 1), dtype=np.int64)
-    np.cumsum(ng, out=ptr[0, 1:])
-    np.cumsum(nt, out=ptr[1, 1:])
-    return (F, G, T, gt.astype(np.int64, copy=False), tr.astype(np.int64, copy=False), ptr[0], ptr[1],
-            sim.astype(np.float64, copy=False))
+def _applies(F, Dg, Dt, metrics, threshold) -> bool:
+    if not available() or Dg == 0 or Dt == 0 or F == 0:  # TrackEval's early exits: the numpy path has them
+        return False
+    if not np.isfinite(threshold):  # compared as TrackEval compares it, on the numpy path
+        return False
+    if "CLEAR" in metrics:
+        clear.check_threshold(threshold)
+    return True
+
+
+def _mask(metrics) -> int:
+    return sum(_BITS[m] for m in set(metrics))
 
 
 def _counts_from_lists(data: dict, metrics_mask: int, threshold: float, dense_limit: int):
@@ -72,55 +59,34 @@ def _counts_from_lists(data: dict, metrics_mask: int, threshold: float, dense_li
     return np.asarray(H).reshape(5, -1), list(c), motp
 
 
-def _counts_from_flat(flat, metrics_mask: int, threshold: float, dense_limit: int):
-    F, G, T, gt, tr, gt_ptr, tr_ptr, sim = flat
+def eval_lists(data: dict, metrics, threshold: float = 0.5, *, dense_limit: int = DENSE_LIMIT) -> dict | None:
+    """``eval_sequence(data, ...)`` on TrackEval's per-sequence dict read in place, or None."""
+    try:
+        F, G = int(data["num_timesteps"]), int(data["num_gt_ids"])
+        Dg, Dt = int(data["num_gt_dets"]), int(data["num_tracker_dets"])
+        if any(len(data[k]) != F for k in ("gt_ids", "tracker_ids", "similarity_scores")):
+            return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not _applies(F, Dg, Dt, metrics, threshold):
+        return None
+    try:
+        got = _counts_from_lists(data, _mask(metrics), threshold, dense_limit)
+    except ValueError:
+        return None  # invalid values: from_trackeval names the offending frame and value
+    return None if got is None else _results(*got, metrics, F, G, Dg, Dt)
+
+
+def eval_flat(seq: Sequence, metrics, threshold: float = 0.5, *, dense_limit: int = DENSE_LIMIT) -> dict | None:
+    """``eval_sequence(seq, ...)`` on a prepared (validated, flat) Sequence, or None."""
+    F, G, T, Dg, Dt = seq.num_timesteps, seq.num_gt_ids, seq.num_tracker_ids, seq.num_gt_dets, seq.num_tracker_dets
+    if not _applies(F, Dg, Dt, metrics, threshold):
+        return None
     t = torch.from_numpy
     H, counts, sums = torch.ops.romp_fast._tracking_counts(
-        t(sim), t(gt), t(tr), t(gt_ptr), t(tr_ptr), G, T, t(_ALPHA_MIN), float(threshold - EPS), float(threshold),
-        metrics_mask, int(dense_limit))
-    return H.numpy(), counts.tolist(), float(sums[0])
-
-
-def eval_native(data, metrics, threshold: float = 0.5, *, dense_limit: int = DENSE_LIMIT,
-                from_lists: bool = True) -> dict | None:
-    """``eval_sequence(data, metrics=metrics, threshold=threshold)`` through the native kernel, or
-    None where it does not apply. ``from_lists=False`` skips the per-frame-list entry point (tests)."""
-    if not available():
-        return None
-    if isinstance(data, Sequence):
-        s = data
-        F, G, T, Dg, Dt = s.num_timesteps, s.num_gt_ids, s.num_tracker_ids, s.num_gt_dets, s.num_tracker_dets
-    else:
-        try:
-            F, G, T = int(data["num_timesteps"]), int(data["num_gt_ids"]), int(data["num_tracker_ids"])
-            Dg, Dt = int(data["num_gt_dets"]), int(data["num_tracker_dets"])
-            if any(len(data[k]) != F for k in ("gt_ids", "tracker_ids", "similarity_scores")):
-                return None
-        except (KeyError, TypeError, ValueError):
-            return None
-    if Dg == 0 or Dt == 0 or F == 0:  # TrackEval's early exits: the numpy path has them
-        return None
-    if not np.isfinite(threshold):  # compared as TrackEval compares it, on the numpy path
-        return None
-    if "CLEAR" in metrics:
-        clear.check_threshold(threshold)
-    mask = sum(_BITS[m] for m in set(metrics))
-    try:
-        got = None
-        if isinstance(data, Sequence):
-            got = _counts_from_flat((F, G, T, s.gt_ids, s.tracker_ids, s.gt_ptr, s.tr_ptr, s.sim), mask, threshold,
-                                    dense_limit)
-        elif from_lists:
-            got = _counts_from_lists(data, mask, threshold, dense_limit)
-        if got is None:
-            flat = _flat(data)
-            if flat is None:
-                return None
-            got = _counts_from_flat(flat, mask, threshold, dense_limit)
-    except (RuntimeError, ValueError):
-        return None  # invalid input: the numpy path names the offending frame and value
-    H, c, motp = got
-    return _results(H, c, motp, metrics, F, G, Dg, Dt)
+        t(seq.sim), t(seq.gt_ids), t(seq.tracker_ids), t(seq.gt_ptr), t(seq.tr_ptr), G, T, t(_ALPHA_MIN),
+        float(threshold - EPS), float(threshold), _mask(metrics), int(dense_limit))
+    return _results(H.numpy(), counts.tolist(), float(sums[0]), metrics, F, G, Dg, Dt)
 
 
 def _results(H, c, motp, metrics, F, G, Dg, Dt) -> dict:

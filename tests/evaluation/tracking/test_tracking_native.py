@@ -30,7 +30,10 @@ def _data(seed, **kw):
 def test_entry_points_and_pair_tables_equal_trackeval(te, from_lists, dense_limit):
     for seed in range(3):
         data = _data(seed, image=(900.0, 600.0) if seed == 2 else (1920.0, 1080.0))
-        got = native.eval_native(data, METRICS, 0.5, dense_limit=dense_limit, from_lists=from_lists)
+        if from_lists:
+            got = native.eval_lists(data, METRICS, 0.5, dense_limit=dense_limit)
+        else:
+            got = native.eval_flat(from_trackeval(data), METRICS, 0.5, dense_limit=dense_limit)
         assert got is not None
         te.same(te.run(data), got, f"seed {seed}")
 
@@ -39,8 +42,8 @@ def test_prepared_sequence_goes_through_the_flat_op(te, monkeypatch):
     data = _data(4)
     seq = from_trackeval(data)
     calls = []
-    real = native._counts_from_flat
-    monkeypatch.setattr(native, "_counts_from_flat", lambda *a: calls.append(1) or real(*a))
+    real = native.eval_flat
+    monkeypatch.setattr(native, "eval_flat", lambda *a, **k: calls.append(1) or real(*a, **k))
     te.same(te.run(data), eval_sequence(seq), "sequence")
     assert calls == [1]
 
@@ -52,7 +55,7 @@ def test_identity_thresholds_including_zero(te, threshold):
     ref = te.run(data, threshold)
     got = eval_sequence(data, metrics=["Identity"], threshold=threshold)
     te.same(ref, got, f"threshold {threshold}")
-    assert native.eval_native(data, ["Identity"], threshold) is not None
+    assert native.eval_lists(data, ["Identity"], threshold) is not None
 
 
 @pytest.mark.parametrize("change", ["int32_ids", "strided_sims", "tuples", "float32_sims"])
@@ -91,28 +94,30 @@ def test_one_thread_equals_two():
 
 def test_kernel_errors_name_frame_and_value():
     data = _data(8, num_frames=10)
+    seq = from_trackeval(data)
+    G, T, gt, tr, gp, tp = seq.num_gt_ids, seq.num_tracker_ids, seq.gt_ids, seq.tracker_ids, seq.gt_ptr, seq.tr_ptr
     sims = data["similarity_scores"]
     f = next(i for i, s in enumerate(sims) if s.size)
-    sims[f][0, 0] = np.inf
     t = torch.from_numpy
-    flat = native._flat(data)
-    F, G, T, gt, tr, gp, tp, sim = flat
+
+    def op(sim, gt):
+        return torch.ops.romp_fast._tracking_counts(t(sim), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
+                                                    0.5, 0.5, 7, native.DENSE_LIMIT)
+
+    bad = seq.sim.copy()
+    bad[seq.sim_ptr[f]] = np.inf  # entry [0, 0] of frame f
     with pytest.raises(ValueError, match=rf"similarity_scores\[{f}\] holds inf"):
-        torch.ops.romp_fast._tracking_counts(t(sim), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
-                                             0.5, 0.5, 7, native.DENSE_LIMIT)
+        op(bad, gt)
+    sims[f][0, 0] = np.inf
     with pytest.raises(ValueError, match=rf"similarity_scores\[{f}\] holds inf"):
         native._counts_from_lists(data, 7, 0.5, native.DENSE_LIMIT)
-    sims[f][0, 0] = 0.5
-    F, G, T, gt, tr, gp, tp, sim = native._flat(data)
-    gt = gt.copy()
-    gt[gp[3]:gp[4]] = G  # every id of frame 3 out of range
+    out_of_range = gt.copy()
+    out_of_range[gp[3]:gp[4]] = G  # every id of frame 3 out of range
     if gp[4] > gp[3]:
         with pytest.raises(ValueError, match=rf"gt_ids\[3\] holds id {G}, outside \[0, {G}\)"):
-            torch.ops.romp_fast._tracking_counts(t(sim), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
-                                                 0.5, 0.5, 7, native.DENSE_LIMIT)
+            op(seq.sim, out_of_range)
     with pytest.raises(RuntimeError, match="the frames need"):
-        torch.ops.romp_fast._tracking_counts(t(sim[1:]), t(gt), t(tr), t(gp), t(tp), G, T, t(native._ALPHA_MIN),
-                                             0.5, 0.5, 7, native.DENSE_LIMIT)
+        op(seq.sim[1:], gt)
 
 
 def test_buffer_protocol_objects_are_read_in_place(te):
